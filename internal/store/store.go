@@ -16,6 +16,30 @@
 //
 // Backend is implemented by the bbolt backend in this package; the
 // conformance suite in storetest runs against every backend.
+//
+// # bbolt layout (schema version 1)
+//
+//	meta/                          bucket
+//	    schema    -> uint64 BE     on-disk layout version (migrations in bolt_codec.go)
+//	    revision  -> uint64 BE     last committed revision
+//	    compacted -> uint64 BE     history at and below is gone
+//	kv/                            bucket: index of the live keys
+//	    <key>     -> createRev(8) modRev(8)
+//	log/                           bucket: one record per revision (values live here)
+//	    <rev 8 BE> -> type(1) createRev(8) prevMod(8) keyLen(uvarint) key value
+//
+// As in etcd, each value is stored once: in the log record of the revision
+// that wrote it. A put carries its value, a delete none (the deleted value
+// is log[prevMod]); prevMod links each record to the key's previous write,
+// which gives watch events their PrevKV. Get reads kv then log[modRev].
+// Compaction to C deletes the records at or below C except each key's newest
+// put there (still the key's value, or the PrevKV of a later record), so
+// bbolt reuses the freed pages and the file stays bounded under churn.
+//
+// A list at an older revision R reads kv and undoes the log records in
+// (R, current] through their prevMod links; a watch from R replays records
+// > R and then follows the commits live. All writes go through one commit
+// loop that batches concurrent writers into one transaction and one fsync.
 package store
 
 import (
