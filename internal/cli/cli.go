@@ -1,0 +1,142 @@
+// Package cli turns skiff's command line into typed configurations and runs
+// the chosen role. It is the only package that knows about flags.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/skiff-dev/skiff/internal/kubectl"
+	"github.com/skiff-dev/skiff/internal/server"
+)
+
+// Main runs the skiff command line and returns the process exit code.
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	app := &cli.App{
+		Name:      "skiff",
+		Usage:     "a small, Kubernetes-compatible cluster in one binary",
+		Version:   server.Version,
+		Reader:    stdin,
+		Writer:    stdout,
+		ErrWriter: stderr,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "debug", Usage: "log at debug level", EnvVars: []string{"SKIFF_DEBUG"}},
+		},
+		Commands: []*cli.Command{
+			serverCommand(),
+			kubectlCommand(stdin, stdout, stderr),
+		},
+		// Errors are printed once, here, not also by urfave/cli.
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := app.RunContext(ctx, args); err != nil {
+		var exit cli.ExitCoder
+		if errors.As(err, &exit) {
+			if msg := err.Error(); msg != "" {
+				fmt.Fprintln(stderr, msg)
+			}
+			return exit.ExitCode()
+		}
+		fmt.Fprintf(stderr, "skiff: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(c *cli.Context) *slog.Logger {
+	level := slog.LevelInfo
+	if c.Bool("debug") {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level}))
+}
+
+func serverCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "server",
+		Usage: "run the control plane (and, unless --disable-agent, an agent)",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "data-dir", Aliases: []string{"d"}, Value: server.DefaultDataDir, EnvVars: []string{"SKIFF_DATA_DIR"}, Usage: "where state is kept"},
+			&cli.StringFlag{Name: "bind-address", Value: "0.0.0.0", Usage: "address the API server listens on"},
+			&cli.IntFlag{Name: "https-listen-port", Value: 6443, Usage: "API server port"},
+			&cli.StringFlag{Name: "write-kubeconfig", Aliases: []string{"o"}, Value: server.DefaultKubeconfig, EnvVars: []string{"SKIFF_KUBECONFIG_OUTPUT"}, Usage: "write the admin kubeconfig here"},
+			&cli.StringFlag{Name: "write-kubeconfig-mode", Value: "0600", EnvVars: []string{"SKIFF_KUBECONFIG_MODE"}, Usage: "file mode of the kubeconfig"},
+			&cli.StringFlag{Name: "token", Aliases: []string{"t"}, EnvVars: []string{"SKIFF_TOKEN"}, Usage: "join token (generated when empty)"},
+			&cli.BoolFlag{Name: "disable-agent", Usage: "run only the control plane"},
+			&cli.StringFlag{Name: "node-name", EnvVars: []string{"SKIFF_NODE_NAME"}, Usage: "node name (default: host name)"},
+			&cli.StringFlag{Name: "node-ip", Aliases: []string{"i"}, Usage: "IP address to advertise (default: the default route's)"},
+			&cli.StringFlag{Name: "cluster-cidr", Value: server.DefaultClusterCIDR, Usage: "pod network"},
+			&cli.StringFlag{Name: "service-cidr", Value: server.DefaultServiceCIDR, Usage: "service virtual IPs"},
+			&cli.StringFlag{Name: "cluster-dns", Value: server.DefaultClusterDNS, Usage: "cluster DNS service IP"},
+			&cli.StringFlag{Name: "cluster-domain", Value: server.DefaultClusterDomain, Usage: "cluster domain"},
+			&cli.StringFlag{Name: "service-node-port-range", Value: server.DefaultNodePortRange, Usage: "NodePort range"},
+			&cli.StringFlag{Name: "datastore-endpoint", Usage: "external datastore (not yet supported; bbolt is built in)"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return cli.Exit(fmt.Sprintf("skiff server: unexpected argument %q", c.Args().First()), 2)
+			}
+			var mode uint32
+			if _, err := fmt.Sscanf(c.String("write-kubeconfig-mode"), "%o", &mode); err != nil || mode > 0o777 {
+				return cli.Exit(fmt.Sprintf("--write-kubeconfig-mode %q: want an octal file mode such as 0600", c.String("write-kubeconfig-mode")), 2)
+			}
+			cfg := server.Config{
+				DataDir:             c.String("data-dir"),
+				BindAddress:         c.String("bind-address"),
+				HTTPSPort:           c.Int("https-listen-port"),
+				WriteKubeconfig:     c.String("write-kubeconfig"),
+				WriteKubeconfigMode: os.FileMode(mode),
+				Token:               c.String("token"),
+				NodeName:            c.String("node-name"),
+				NodeIP:              c.String("node-ip"),
+				ClusterCIDR:         c.String("cluster-cidr"),
+				ServiceCIDR:         c.String("service-cidr"),
+				ClusterDNS:          c.String("cluster-dns"),
+				ClusterDomain:       c.String("cluster-domain"),
+				NodePortRange:       c.String("service-node-port-range"),
+				DatastoreEndpoint:   c.String("datastore-endpoint"),
+			}
+			log := newLogger(c)
+			srv, err := server.New(cfg, log)
+			if err != nil {
+				return cli.Exit(fmt.Sprintf("skiff server: %v", err), 2)
+			}
+			if !c.Bool("disable-agent") {
+				log.Warn("the agent is not part of this version yet; running the control plane only", "component", "cli")
+			}
+			return srv.Run(c.Context)
+		},
+	}
+}
+
+func kubectlCommand(stdin io.Reader, stdout, stderr io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:            "kubectl",
+		Usage:           "the embedded Kubernetes client (uses $KUBECONFIG, else " + server.DefaultKubeconfig + ")",
+		SkipFlagParsing: true,
+		HideHelp:        true,
+		Action: func(c *cli.Context) error {
+			err := kubectl.Run(c.Context, c.Args().Slice(), stdin, stdout, stderr)
+			var exit *kubectl.ExitError
+			switch {
+			case err == nil:
+				return nil
+			case errors.As(err, &exit):
+				// kubectl already printed the error in its own words.
+				return cli.Exit("", exit.Code)
+			default:
+				return cli.Exit(fmt.Sprintf("error: %v", err), 1)
+			}
+		},
+	}
+}

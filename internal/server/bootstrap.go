@@ -1,0 +1,126 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+)
+
+// SystemNamespaces exist from the first start, as in Kubernetes.
+var SystemNamespaces = []string{metav1.NamespaceDefault, metav1.NamespaceSystem, metav1.NamespacePublic, "kube-node-lease"}
+
+// bootstrap creates, through the API like any other client, the objects a
+// cluster has from the start: the system namespaces and the
+// default/kubernetes Service with Endpoints and an EndpointSlice pointing
+// at this API server. It is idempotent and corrects drift (a new node IP).
+func (s *Server) bootstrap(ctx context.Context, c kubernetes.Interface) error {
+	// The listener is up before bootstrap starts, but retry briefly in case
+	// the first connection races the TLS server's start.
+	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		if err := s.bootstrapOnce(ctx, c); err != nil {
+			s.log.Debug("bootstrap not done yet", "err", err)
+			return false, nil
+		}
+		return true, nil
+	})
+}
+
+func (s *Server) bootstrapOnce(ctx context.Context, c kubernetes.Interface) error {
+	for _, ns := range SystemNamespaces {
+		_, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("namespace %s: %w", ns, err)
+		}
+	}
+	port := int32(s.cfg.HTTPSPort)
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: metav1.NamespaceDefault,
+			Labels: map[string]string{"component": "apiserver", "provider": "kubernetes"}},
+		Spec: corev1.ServiceSpec{
+			Type:            corev1.ServiceTypeClusterIP,
+			ClusterIP:       s.res.apiServiceIP.String(),
+			SessionAffinity: corev1.ServiceAffinityNone,
+			Ports: []corev1.ServicePort{{Name: "https", Protocol: corev1.ProtocolTCP, Port: 443,
+				TargetPort: intstr.FromInt32(port)}},
+		},
+	}
+	if _, err := c.CoreV1().Services(metav1.NamespaceDefault).Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("service default/kubernetes: %w", err)
+	}
+
+	if s.res.advertiseIP == nil || s.res.advertiseIP.IsLoopback() {
+		// Kubernetes refuses loopback endpoints (pods could not reach them);
+		// a host with no other address has a kubernetes Service without
+		// endpoints until it gets one.
+		s.log.Warn("no non-loopback node IP; default/kubernetes gets no endpoints (set --node-ip)")
+		return nil
+	}
+	ip := s.res.advertiseIP.String()
+	ep := &corev1.Endpoints{
+		ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: metav1.NamespaceDefault,
+			Labels: map[string]string{"endpointslice.kubernetes.io/skip-mirror": "true"}},
+		Subsets: []corev1.EndpointSubset{{
+			Addresses: []corev1.EndpointAddress{{IP: ip}},
+			Ports:     []corev1.EndpointPort{{Name: "https", Port: port, Protocol: corev1.ProtocolTCP}},
+		}},
+	}
+	if err := upsertEndpoints(ctx, c, ep); err != nil {
+		return err
+	}
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: metav1.NamespaceDefault,
+			Labels: map[string]string{discoveryv1.LabelServiceName: "kubernetes"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{ip}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("https"), Port: ptr.To(port), Protocol: ptr.To(corev1.ProtocolTCP)}},
+	}
+	return upsertEndpointSlice(ctx, c, slice)
+}
+
+func upsertEndpoints(ctx context.Context, c kubernetes.Interface, want *corev1.Endpoints) error {
+	api := c.CoreV1().Endpoints(want.Namespace)
+	cur, err := api.Get(ctx, want.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = api.Create(ctx, want, metav1.CreateOptions{})
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	if apiequality.Semantic.DeepEqual(cur.Subsets, want.Subsets) {
+		return nil
+	}
+	cur.Subsets = want.Subsets
+	_, err = api.Update(ctx, cur, metav1.UpdateOptions{})
+	return err
+}
+
+func upsertEndpointSlice(ctx context.Context, c kubernetes.Interface, want *discoveryv1.EndpointSlice) error {
+	api := c.DiscoveryV1().EndpointSlices(want.Namespace)
+	cur, err := api.Get(ctx, want.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = api.Create(ctx, want, metav1.CreateOptions{})
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	if len(cur.Endpoints) == 1 && len(cur.Endpoints[0].Addresses) == 1 &&
+		cur.Endpoints[0].Addresses[0] == want.Endpoints[0].Addresses[0] &&
+		len(cur.Ports) == 1 && cur.Ports[0].Port != nil && *cur.Ports[0].Port == *want.Ports[0].Port {
+		return nil
+	}
+	cur.Endpoints, cur.Ports = want.Endpoints, want.Ports
+	_, err = api.Update(ctx, cur, metav1.UpdateOptions{})
+	return err
+}

@@ -1,0 +1,7 @@
+package server
+
+import "runtime"
+
+func goVersion() string { return runtime.Version() }
+
+func platform() string { return runtime.GOOS + "/" + runtime.GOARCH }
