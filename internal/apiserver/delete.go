@@ -84,13 +84,18 @@ func (s *Server) deleteOptions(r *http.Request) (*metav1.DeleteOptions, error) {
 	return opts, nil
 }
 
-func (s *Server) delete(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
+// parseDeleteRequest is the preamble of delete and deletecollection.
+func (s *Server) parseDeleteRequest(r *http.Request) (media, *metav1.DeleteOptions, error) {
 	m, err := negotiate(r, false)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return media{}, nil, err
 	}
 	opts, err := s.deleteOptions(r)
+	return m, opts, err
+}
+
+func (s *Server) delete(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
+	m, opts, err := s.parseDeleteRequest(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -290,12 +295,7 @@ func (s *Server) writeMarked(ctx context.Context, res *registry.Resource, obj ru
 }
 
 func (s *Server) deleteCollection(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
-	m, err := negotiate(r, false)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	opts, err := s.deleteOptions(r)
+	m, opts, err := s.parseDeleteRequest(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

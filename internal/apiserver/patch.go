@@ -85,27 +85,7 @@ func applyPatch(pt types.PatchType, current, patch []byte, schemaObj runtime.Obj
 
 func (s *Server) patch(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
 	ctx := r.Context()
-	m, err := negotiate(r, false)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	dryRun, err := checkDryRun(r, "PatchOptions")
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	directive, err := fieldValidation(r, "PatchOptions")
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	pt, err := patchTypeOf(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	body, err := readBody(r)
+	wr, err := parseWriteRequest(r, "PatchOptions")
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -123,14 +103,14 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
 			s.writeError(w, r, apierrors.NewInternalError(err))
 			return
 		}
-		patched, err := applyPatch(pt, current, body, ri.res.New())
+		patched, err := applyPatch(wr.patchType, current, wr.body, ri.res.New())
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		obj, warns, err := s.decodeInto(patched, formatJSON, directive, ri.res.GVK(), ri.res.New())
+		obj, warns, err := s.decode(wr, patched, ri.res.GVK(), ri.res.New())
 		if err != nil {
-			if pt == types.StrategicMergePatchType && directive == metav1.FieldValidationStrict {
+			if wr.patchType == types.StrategicMergePatchType && wr.directive == metav1.FieldValidationStrict {
 				// Strategic merge reports strict errors unprefixed.
 				if _, _, serr := s.codecs.jsonStrict.Decode(patched, nil, ri.res.New()); runtime.IsStrictDecodingError(serr) {
 					err = apierrors.NewBadRequest(serr.Error())
@@ -151,13 +131,11 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
 			return
 		}
 		om.SetResourceVersion(rvString(oldRev))
-		out, err = s.updateObject(ctx, ri, obj, old, oldRev, modeOf(ri), dryRun)
-		if errors.Is(err, errRetry) && attempt < maxRetries {
+		out, err = s.updateObject(ctx, ri, obj, old, oldRev, modeOf(ri), wr.dryRun)
+		if retry(err, attempt) {
 			continue
 		}
-		if errors.Is(err, errRetry) {
-			err = errConflictModified(ri.gr(), ri.name)
-		}
+		err = conflictOnRetry(err, ri)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -165,5 +143,5 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
 		break
 	}
 	addWarnings(w, warnings)
-	s.writeObject(w, http.StatusOK, out, m)
+	s.writeObject(w, http.StatusOK, out, wr.media)
 }

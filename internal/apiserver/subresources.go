@@ -14,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/skiff-dev/skiff/internal/registry"
@@ -65,36 +64,10 @@ func (s *Server) serveScale(w http.ResponseWriter, r *http.Request, ri *reqInfo)
 	if r.Method == http.MethodPatch {
 		kind = "PatchOptions"
 	}
-	dryRun, err := checkDryRun(r, kind)
+	wr, err := parseWriteRequest(r, kind)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
-	}
-	directive, err := fieldValidation(r, kind)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	var pt = ""
-	if r.Method == http.MethodPatch {
-		p, err := patchTypeOf(r)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		pt = string(p)
-	}
-	body, err := readBody(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	format := formatJSON
-	if pt == "" {
-		if format, err = bodyFormatOf(r); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
 	}
 	var warnings []string
 	for attempt := 0; ; attempt++ {
@@ -104,15 +77,15 @@ func (s *Server) serveScale(w http.ResponseWriter, r *http.Request, ri *reqInfo)
 			return
 		}
 		cur := toScale(acc, obj)
-		data := body
-		if pt != "" {
+		data := wr.body
+		if wr.patchType != "" {
 			curJSON, _ := json.Marshal(cur)
-			if data, err = applyPatch(types.PatchType(pt), curJSON, body, &autoscalingv1.Scale{}); err != nil {
+			if data, err = applyPatch(wr.patchType, curJSON, wr.body, &autoscalingv1.Scale{}); err != nil {
 				s.writeError(w, r, err)
 				return
 			}
 		}
-		decoded, warns, err := s.decodeInto(data, format, directive, scaleGVK, &autoscalingv1.Scale{})
+		decoded, warns, err := s.decode(wr, data, scaleGVK, &autoscalingv1.Scale{})
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -136,53 +109,30 @@ func (s *Server) serveScale(w http.ResponseWriter, r *http.Request, ri *reqInfo)
 		acc.SetReplicas(updated, sc.Spec.Replicas)
 		ri2 := *ri
 		ri2.sub = ""
-		out, err := s.updateObject(ctx, &ri2, updated, obj, rev, modeMain, dryRun)
-		if errors.Is(err, errRetry) && attempt < maxRetries {
+		out, err := s.updateObject(ctx, &ri2, updated, obj, rev, modeMain, wr.dryRun)
+		if retry(err, attempt) {
 			continue
 		}
-		if errors.Is(err, errRetry) {
-			err = errConflictModified(ri.gr(), ri.name)
-		}
+		err = conflictOnRetry(err, ri)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
 		addWarnings(w, warnings)
-		s.writeObject(w, http.StatusOK, toScale(acc, out), m)
+		s.writeObject(w, http.StatusOK, toScale(acc, out), wr.media)
 		return
 	}
 }
 
 // bind serves POST pods/{name}/binding: the scheduler's write.
 func (s *Server) bind(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
-	ctx := r.Context()
-	m, err := negotiate(r, false)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	dryRun, err := checkDryRun(r, "CreateOptions")
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	directive, err := fieldValidation(r, "CreateOptions")
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	body, err := readBody(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	format, err := bodyFormatOf(r)
+	wr, err := parseWriteRequest(r, "CreateOptions")
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	gvk := corev1.SchemeGroupVersion.WithKind("Binding")
-	decoded, warnings, err := s.decodeInto(body, format, directive, gvk, &corev1.Binding{})
+	decoded, warnings, err := s.decode(wr, wr.body, gvk, &corev1.Binding{})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -207,14 +157,14 @@ func (s *Server) bind(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
 		s.writeError(w, r, apierrors.NewInvalid(gvk.GroupKind(), b.Name, errs))
 		return
 	}
-	if err := s.assignPod(ctx, ri, b, dryRun); err != nil {
+	if err := s.assignPod(r.Context(), ri, b, wr.dryRun); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	addWarnings(w, warnings)
 	st := &metav1.Status{Status: metav1.StatusSuccess, Code: http.StatusCreated}
 	st.Kind, st.APIVersion = "Status", "v1"
-	s.writeObject(w, http.StatusCreated, st, m)
+	s.writeObject(w, http.StatusCreated, st, wr.media)
 }
 
 func (s *Server) assignPod(ctx context.Context, ri *reqInfo, b *corev1.Binding, dryRun bool) error {

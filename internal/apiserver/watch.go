@@ -172,20 +172,9 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
 	explicitInitial := opts.SendInitialEvents != nil && *opts.SendInitialEvents
 	var initial []runtime.Object
 	from := asked
-	if sendInitial && asked == 0 {
-		objs, rev, err := s.listAll(ctx, ri.res, ri.namespace, 0)
-		if err != nil {
-			s.writeError(w, r, storeErr(err, ri.gr(), ""))
-			return
-		}
-		for _, o := range objs {
-			if f.matches(ri.res, o) {
-				initial = append(initial, o)
-			}
-		}
-		from = rev
-	} else if sendInitial {
-		// sendInitialEvents with an RV: state at least that new.
+	if sendInitial {
+		// With an RV too (sendInitialEvents): the current state is at
+		// least that new.
 		objs, rev, err := s.listAll(ctx, ri.res, ri.namespace, 0)
 		if err != nil {
 			s.writeError(w, r, storeErr(err, ri.gr(), ""))

@@ -49,44 +49,21 @@ func validateNameSegment(name string) field.ErrorList {
 }
 
 func (s *Server) create(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
-	ctx := r.Context()
-	m, err := negotiate(r, false)
+	wr, err := parseWriteRequest(r, "CreateOptions")
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	dryRun, err := checkDryRun(r, "CreateOptions")
-	if err != nil {
-		s.writeError(w, r, err)
-		return
+	obj, warnings, err := s.decode(wr, wr.body, ri.res.GVK(), ri.res.New())
+	if err == nil {
+		obj, err = s.createObject(r.Context(), ri, obj, wr.dryRun)
 	}
-	directive, err := fieldValidation(r, "CreateOptions")
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	body, err := readBody(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	format, err := bodyFormatOf(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	obj, warnings, err := s.decodeInto(body, format, directive, ri.res.GVK(), ri.res.New())
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	out, err := s.createObject(ctx, ri, obj, dryRun)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	addWarnings(w, warnings)
-	s.writeObject(w, http.StatusCreated, out, m)
+	s.writeObject(w, http.StatusCreated, obj, wr.media)
 }
 
 // createObject runs the create pipeline on a decoded object.
@@ -211,32 +188,12 @@ func checkNames(ri *reqInfo, obj runtime.Object) error {
 
 func (s *Server) update(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
 	ctx := r.Context()
-	m, err := negotiate(r, false)
+	wr, err := parseWriteRequest(r, "UpdateOptions")
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	dryRun, err := checkDryRun(r, "UpdateOptions")
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	directive, err := fieldValidation(r, "UpdateOptions")
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	body, err := readBody(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	format, err := bodyFormatOf(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	obj, warnings, err := s.decodeInto(body, format, directive, ri.res.GVK(), ri.res.New())
+	obj, warnings, err := s.decode(wr, wr.body, ri.res.GVK(), ri.res.New())
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -267,13 +224,11 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
 			// Unconditional update: it applies to the current version.
 			setRV(cand, oldRev)
 		}
-		out, err = s.updateObject(ctx, ri, cand, old, oldRev, modeOf(ri), dryRun)
-		if errors.Is(err, errRetry) && want == 0 && attempt < maxRetries {
+		out, err = s.updateObject(ctx, ri, cand, old, oldRev, modeOf(ri), wr.dryRun)
+		if retry(err, attempt) && want == 0 {
 			continue
 		}
-		if errors.Is(err, errRetry) {
-			err = errConflictModified(ri.gr(), ri.name)
-		}
+		err = conflictOnRetry(err, ri)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -281,7 +236,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
 		break
 	}
 	addWarnings(w, warnings)
-	s.writeObject(w, http.StatusOK, out, m)
+	s.writeObject(w, http.StatusOK, out, wr.media)
 }
 
 // updateObject validates and writes obj as the replacement of old (read at
@@ -425,6 +380,19 @@ func (s *Server) afterDelete(ctx context.Context, res *registry.Resource, obj ru
 	if h, ok := res.Strategy.(registry.DeleteHook); ok {
 		h.AfterDelete(ctx, obj)
 	}
+}
+
+// retry tells whether a write that hit a store conflict may go again.
+func retry(err error, attempt int) bool {
+	return errors.Is(err, errRetry) && attempt < maxRetries
+}
+
+// conflictOnRetry turns a store conflict that is not retried into a 409.
+func conflictOnRetry(err error, ri *reqInfo) error {
+	if errors.Is(err, errRetry) {
+		return errConflictModified(ri.gr(), ri.name)
+	}
+	return err
 }
 
 func rvString(rev int64) string { return strconv.FormatInt(rev, 10) }
