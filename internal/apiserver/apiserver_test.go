@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -457,8 +458,23 @@ func TestAuthentication(t *testing.T) {
 	}
 }
 
+// yamlBomb is "billion laughs": nine levels of nine-fold aliases.
+var yamlBomb = func() string {
+	var b strings.Builder
+	b.WriteString(`a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]` + "\n")
+	for i := 1; i < 9; i++ {
+		fmt.Fprintf(&b, "a%d: &a%d [%s]\n", i, i, strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*a%d,", i-1), 9), ","))
+	}
+	return b.String() + "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\n"
+}()
+
 func TestBadRequests(t *testing.T) {
 	e := newTestEnv(t)
+	ctx := context.Background()
+	orig, err := e.client.CoreV1().ConfigMaps("default").Create(ctx, cm("cm1", map[string]string{"a": "b"}), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	big := append([]byte(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"big"},"data":{"a":"`), bytes.Repeat([]byte("x"), 4<<20)...)
 	big = append(big, `"}}`...)
 	for _, tc := range []struct {
@@ -486,6 +502,42 @@ func TestBadRequests(t *testing.T) {
 		{"name mismatch", "PUT", "/api/v1/namespaces/default/configmaps/a", "application/json", `{"metadata":{"name":"b"}}`, 400, metav1.StatusReasonBadRequest, "does not match the name on the URL"},
 		{"bad dryRun", "POST", "/api/v1/namespaces/default/configmaps?dryRun=Some", "application/json", `{"metadata":{"name":"x"}}`, 422, metav1.StatusReasonInvalid, ""},
 		{"bad propagation", "DELETE", "/api/v1/namespaces/default/configmaps/x?propagationPolicy=Nope", "", "", 422, metav1.StatusReasonInvalid, ""},
+		// Hostile input found by the audit against the binary.
+		{"yaml bomb", "POST", "/api/v1/namespaces/default/configmaps", "application/yaml", yamlBomb, 400, metav1.StatusReasonBadRequest, "excessive aliasing"},
+		{"deep yaml", "POST", "/api/v1/namespaces/default/configmaps", "application/yaml", "a: " + strings.Repeat("[", 20000) + strings.Repeat("]", 20000), 400, metav1.StatusReasonBadRequest, "max depth"},
+		{"json array body", "POST", "/api/v1/namespaces/default/configmaps", "application/json", "[]", 400, metav1.StatusReasonBadRequest, "the object provided is unrecognized"},
+		{"bad fieldValidation", "POST", "/api/v1/namespaces/default/configmaps?fieldValidation=foo", "application/json", "{}", 422, metav1.StatusReasonInvalid, "fieldValidation"},
+		{"create via watch path", "POST", "/api/v1/watch/namespaces/default/configmaps", "application/json", `{"metadata":{"name":"w"}}`, 405, metav1.StatusReasonMethodNotAllowed, ""},
+		{"deletecollection via watch path", "DELETE", "/api/v1/watch/namespaces/default/configmaps", "", "", 405, metav1.StatusReasonMethodNotAllowed, ""},
+		{"post discovery", "POST", "/api", "application/json", "{}", 405, metav1.StatusReasonMethodNotAllowed, ""},
+		{"delete group list", "DELETE", "/apis", "", "", 405, metav1.StatusReasonMethodNotAllowed, ""},
+		{"put group version", "PUT", "/apis/apps/v1", "application/json", "{}", 405, metav1.StatusReasonMethodNotAllowed, ""},
+		{"post version", "POST", "/version", "application/json", "{}", 405, metav1.StatusReasonMethodNotAllowed, ""},
+		{"limit abc", "GET", "/api/v1/configmaps?limit=abc", "", "", 400, metav1.StatusReasonBadRequest, "invalid syntax"},
+		{"rvMatch without rv", "GET", "/api/v1/configmaps?resourceVersionMatch=Exact", "", "", 422, metav1.StatusReasonInvalid, "resourceVersionMatch"},
+		{"bad grace", "DELETE", "/api/v1/namespaces/default/configmaps/cm1?gracePeriodSeconds=abc", "", "", 400, metav1.StatusReasonBadRequest, "invalid syntax"},
+		{"bad delete options", "DELETE", "/api/v1/namespaces/default/configmaps/cm1", "application/json", `{"kind":"DeleteOptions",`, 400, metav1.StatusReasonBadRequest, ""},
+		{"delete options not an object", "DELETE", "/api/v1/namespaces/default/configmaps/cm1", "application/json", "[]", 400, metav1.StatusReasonBadRequest, ""},
+		{"json patch test fails", "PATCH", "/api/v1/namespaces/default/configmaps/cm1", "application/json-patch+json", `[{"op":"test","path":"/data/k","value":"x"}]`, 422, metav1.StatusReasonInvalid, "the server rejected our request"},
+		{"json patch bad path", "PATCH", "/api/v1/namespaces/default/configmaps/cm1", "application/json-patch+json", `[{"op":"replace","path":"/data/nope/x","value":"1"}]`, 422, metav1.StatusReasonInvalid, ""},
+		{"json patch not a list", "PATCH", "/api/v1/namespaces/default/configmaps/cm1", "application/json-patch+json", `{"op":"add"}`, 400, metav1.StatusReasonBadRequest, ""},
+		{"json patch too long", "PATCH", "/api/v1/namespaces/default/configmaps/cm1", "application/json-patch+json", "[" + strings.TrimSuffix(strings.Repeat(`{"op":"test","path":"/data/k","value":"v"},`, 10001), ",") + "]", 413, metav1.StatusReasonRequestEntityTooLarge, "10000"},
+		{"json patch changes kind", "PATCH", "/api/v1/namespaces/default/configmaps/cm1", "application/json-patch+json", `[{"op":"replace","path":"/kind","value":"Secret"}]`, 400, metav1.StatusReasonBadRequest, "cannot be handled as a ConfigMap"},
+		{"merge patch not an object", "PATCH", "/api/v1/namespaces/default/configmaps/cm1", "application/merge-patch+json", `"x"`, 400, metav1.StatusReasonBadRequest, "Invalid JSON Patch"},
+		{"merge patch renames", "PATCH", "/api/v1/namespaces/default/configmaps/cm1", "application/merge-patch+json", `{"metadata":{"name":"other"}}`, 400, metav1.StatusReasonBadRequest, "does not match the name on the URL"},
+		{"merge patch moves namespace", "PATCH", "/api/v1/namespaces/default/configmaps/cm1", "application/merge-patch+json", `{"metadata":{"namespace":"other"}}`, 400, metav1.StatusReasonBadRequest, "does not match the namespace on the URL"},
+		{"merge patch apiVersion", "PATCH", "/api/v1/namespaces/default/configmaps/cm1", "application/merge-patch+json", `{"apiVersion":"apps/v1"}`, 400, metav1.StatusReasonBadRequest, ""},
+		{"merge patch uid", "PATCH", "/api/v1/namespaces/default/configmaps/cm1", "application/merge-patch+json", `{"metadata":{"uid":"1234"}}`, 422, metav1.StatusReasonInvalid, "field is immutable"},
+		{"merge patch stale rv", "PATCH", "/api/v1/namespaces/default/configmaps/cm1", "application/merge-patch+json", `{"metadata":{"resourceVersion":"1"}}`, 409, metav1.StatusReasonConflict, ""},
+		{"merge patch rv abc", "PATCH", "/api/v1/namespaces/default/configmaps/cm1", "application/merge-patch+json", `{"metadata":{"resourceVersion":"abc"}}`, 400, metav1.StatusReasonBadRequest, "must be an integer"},
+		{"merge patch invalid label", "PATCH", "/api/v1/namespaces/default/configmaps/cm1", "application/merge-patch+json", `{"metadata":{"labels":{"bad key!":"x"}}}`, 422, metav1.StatusReasonInvalid, "metadata.labels"},
+		{"strategic patch $patch junk", "PATCH", "/api/v1/namespaces/default/configmaps/cm1", "application/strategic-merge-patch+json", `{"$patch":"foo"}`, 422, metav1.StatusReasonInvalid, ""},
+		{"strategic patch $retainKeys junk", "PATCH", "/api/v1/namespaces/default/configmaps/cm1", "application/strategic-merge-patch+json", `{"data":{"$retainKeys":"junk"}}`, 400, metav1.StatusReasonBadRequest, "retainKeys"},
+		{"strategic patch $setElementOrder on a map", "PATCH", "/api/v1/namespaces/default/configmaps/cm1", "application/strategic-merge-patch+json", `{"$setElementOrder/data":[{"a":1}]}`, 422, metav1.StatusReasonInvalid, ""},
+		{"strategic patch delete all", "PATCH", "/api/v1/namespaces/default/configmaps/cm1", "application/strategic-merge-patch+json", `{"$patch":"delete"}`, 400, metav1.StatusReasonBadRequest, "does not match the name"},
+		{"strategic patch array", "PATCH", "/api/v1/namespaces/default/configmaps/cm1", "application/strategic-merge-patch+json", `[]`, 400, metav1.StatusReasonBadRequest, "cannot unmarshal array"},
+		{"apply patch", "PATCH", "/api/v1/namespaces/default/configmaps/cm1", "application/apply-patch+yaml", "a: 1", 415, metav1.StatusReasonUnsupportedMediaType, ""},
+		{"patch bad dryRun", "PATCH", "/api/v1/namespaces/default/configmaps/cm1?dryRun=foo", "application/merge-patch+json", "{}", 422, metav1.StatusReasonInvalid, "dryRun"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var body []byte
@@ -497,6 +549,14 @@ func TestBadRequests(t *testing.T) {
 				t.Fatalf("got %d %s %q", st.Code, st.Reason, st.Message)
 			}
 		})
+	}
+	// Nothing lost: every failed write left cm1 as it was.
+	got, err := e.client.CoreV1().ConfigMaps("default").Get(ctx, "cm1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ResourceVersion != orig.ResourceVersion || !reflect.DeepEqual(got.Data, orig.Data) || !reflect.DeepEqual(got.Labels, orig.Labels) {
+		t.Fatalf("cm1 changed by failed writes: %+v", got)
 	}
 }
 

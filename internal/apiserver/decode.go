@@ -6,6 +6,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,14 +18,25 @@ import (
 // maxBodyBytes is kube-apiserver's default --max-request-bytes for JSON/YAML.
 const maxBodyBytes = 3 * 1024 * 1024
 
+// bodyReadTimeout bounds reading a request body, so a client that trickles
+// one does not hold a handler forever (kube-apiserver's request timeout).
+var bodyReadTimeout = 60 * time.Second
+
 // readBody reads a request body up to the limit (413 beyond it).
-func readBody(r *http.Request) ([]byte, error) {
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if r.ContentLength > maxBodyBytes {
 		return nil, apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("limit is %d", maxBodyBytes))
 	}
+	rc := http.NewResponseController(w)
+	deadline := rc.SetReadDeadline(time.Now().Add(bodyReadTimeout)) == nil
 	data, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
 	if err != nil {
+		// The deadline stays, so the server's drain of the rest of the
+		// body cannot hang on the same client either.
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("unable to read request body: %v", err))
+	}
+	if deadline {
+		_ = rc.SetReadDeadline(time.Time{})
 	}
 	if len(data) > maxBodyBytes {
 		return nil, apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("limit is %d", maxBodyBytes))

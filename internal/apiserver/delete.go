@@ -40,9 +40,9 @@ var optionsDecoder = func() runtime.Decoder {
 }()
 
 // deleteOptions reads DeleteOptions from the body or the query.
-func (s *Server) deleteOptions(r *http.Request) (*metav1.DeleteOptions, error) {
+func (s *Server) deleteOptions(w http.ResponseWriter, r *http.Request) (*metav1.DeleteOptions, error) {
 	opts := &metav1.DeleteOptions{}
-	body, err := readBody(r)
+	body, err := readBody(w, r)
 	if err != nil {
 		return nil, err
 	}
@@ -85,17 +85,17 @@ func (s *Server) deleteOptions(r *http.Request) (*metav1.DeleteOptions, error) {
 }
 
 // parseDeleteRequest is the preamble of delete and deletecollection.
-func (s *Server) parseDeleteRequest(r *http.Request) (media, *metav1.DeleteOptions, error) {
+func (s *Server) parseDeleteRequest(w http.ResponseWriter, r *http.Request) (media, *metav1.DeleteOptions, error) {
 	m, err := negotiate(r, false)
 	if err != nil {
 		return media{}, nil, err
 	}
-	opts, err := s.deleteOptions(r)
+	opts, err := s.deleteOptions(w, r)
 	return m, opts, err
 }
 
 func (s *Server) delete(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
-	m, opts, err := s.parseDeleteRequest(r)
+	m, opts, err := s.parseDeleteRequest(w, r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -295,7 +295,7 @@ func (s *Server) writeMarked(ctx context.Context, res *registry.Resource, obj ru
 }
 
 func (s *Server) deleteCollection(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
-	m, opts, err := s.parseDeleteRequest(r)
+	m, opts, err := s.parseDeleteRequest(w, r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -85,7 +85,7 @@ func applyPatch(pt types.PatchType, current, patch []byte, schemaObj runtime.Obj
 
 func (s *Server) patch(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
 	ctx := r.Context()
-	wr, err := parseWriteRequest(r, "PatchOptions")
+	wr, err := parseWriteRequest(w, r, "PatchOptions")
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -125,6 +125,12 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
 			return
 		}
 		om, _ := meta.Accessor(obj)
+		if rv := om.GetResourceVersion(); rv != "" {
+			if _, err := parseRV(rv); err != nil {
+				s.writeError(w, r, errObjectRV(rv))
+				return
+			}
+		}
 		if rv := om.GetResourceVersion(); rv != "" && rv != rvString(oldRev) {
 			// The patch itself carried a resourceVersion precondition.
 			s.writeError(w, r, errConflictModified(ri.gr(), ri.name))

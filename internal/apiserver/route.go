@@ -2,8 +2,10 @@ package apiserver
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/skiff-dev/skiff/internal/registry"
@@ -22,6 +24,9 @@ func (ri *reqInfo) gr() schema.GroupResource { return ri.res.GVR().GroupResource
 
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	segs := splitPath(r.URL.Path)
+	if isDiscoveryPath(segs) && !s.readOnlyMethod(w, r) {
+		return
+	}
 	if len(segs) == 0 {
 		s.serveRootPaths(w, r)
 		return
@@ -142,6 +147,43 @@ func finishPath(ri *reqInfo, segs []string) (*reqInfo, bool) {
 	return ri, true
 }
 
+// isDiscoveryPath tells the read-only documents: /, /api, /api/v1, /apis,
+// /apis/{group} and /apis/{group}/{version}.
+func isDiscoveryPath(segs []string) bool {
+	switch {
+	case len(segs) == 0:
+		return true
+	case segs[0] == "api":
+		return len(segs) <= 2
+	case segs[0] == "apis":
+		return len(segs) <= 3
+	}
+	return false
+}
+
+// readOnlyMethod answers 405 (as a Status) to anything but GET and HEAD.
+func (s *Server) readOnlyMethod(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	s.writeError(w, r, apierrors.NewGenericServerResponse(http.StatusMethodNotAllowed, verbOf(r.Method), schema.GroupResource{}, "", "", 0, false))
+	return false
+}
+
+// isWatchParam reads ?watch= as kube-apiserver's request-info resolver
+// does: present and not "false" or "0" means watch.
+func isWatchParam(q url.Values) bool {
+	v, ok := q["watch"]
+	if !ok || len(v) == 0 {
+		return false
+	}
+	switch strings.ToLower(v[0]) {
+	case "false", "0":
+		return false
+	}
+	return true
+}
+
 func splitPath(p string) []string {
 	p = strings.Trim(p, "/")
 	if p == "" {
@@ -167,7 +209,12 @@ func (s *Server) serveRootPaths(w http.ResponseWriter, r *http.Request) {
 // serveResource dispatches a resource request to its verb.
 func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
 	q := r.URL.Query()
-	isWatch := ri.watchPath || q.Get("watch") == "1" || q.Get("watch") == "true"
+	isWatch := ri.watchPath || isWatchParam(q)
+	if ri.watchPath && r.Method != http.MethodGet {
+		// The /watch/ prefix serves only watches.
+		s.writeError(w, r, errMethodNotAllowed(ri.gr(), verbOf(r.Method)))
+		return
+	}
 	switch ri.sub {
 	case "":
 	case "status":
@@ -211,7 +258,7 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, ri *reqIn
 			s.list(w, r, ri)
 		case r.Method == http.MethodPost && (ri.namespace != "" || !ri.res.Namespaced):
 			s.create(w, r, ri)
-		case r.Method == http.MethodDelete && (ri.namespace != "" || !ri.res.Namespaced):
+		case r.Method == http.MethodDelete && (ri.namespace != "" || !ri.res.Namespaced) && !ri.res.NoDeleteCollection:
 			s.deleteCollection(w, r, ri)
 		default:
 			s.writeError(w, r, errMethodNotAllowed(ri.gr(), verbOf(r.Method)))

@@ -188,7 +188,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		writeText(w, http.StatusOK, "ok")
 		return
 	case "/version":
-		s.writeJSON(w, http.StatusOK, s.cfg.Version)
+		if s.readOnlyMethod(w, r) {
+			s.writeJSON(w, http.StatusOK, s.cfg.Version)
+		}
 		return
 	}
 	if strings.HasPrefix(path, "/healthz/") || strings.HasPrefix(path, "/livez/") || strings.HasPrefix(path, "/readyz/") {
@@ -207,6 +209,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if path == "/openapi/v2" || path == "/openapi/v3" || strings.HasPrefix(path, "/openapi/v3/") {
 		if s.cfg.OpenAPI == nil {
 			s.writeError(w, r, errNotFoundPath())
+			return
+		}
+		if !s.readOnlyMethod(w, r) {
 			return
 		}
 		s.cfg.OpenAPI.ServeHTTP(w, r)

@@ -64,7 +64,7 @@ func (s *Server) serveScale(w http.ResponseWriter, r *http.Request, ri *reqInfo)
 	if r.Method == http.MethodPatch {
 		kind = "PatchOptions"
 	}
-	wr, err := parseWriteRequest(r, kind)
+	wr, err := parseWriteRequest(w, r, kind)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -126,7 +126,7 @@ func (s *Server) serveScale(w http.ResponseWriter, r *http.Request, ri *reqInfo)
 
 // bind serves POST pods/{name}/binding: the scheduler's write.
 func (s *Server) bind(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
-	wr, err := parseWriteRequest(r, "CreateOptions")
+	wr, err := parseWriteRequest(w, r, "CreateOptions")
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -152,7 +152,8 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
 		return
 	}
 	timeout := time.Duration(float64(30*time.Minute) * (1 + rand.Float64()))
-	if opts.TimeoutSeconds != nil && *opts.TimeoutSeconds > 0 {
+	if opts.TimeoutSeconds != nil && *opts.TimeoutSeconds != 0 {
+		// As kube-apiserver: a negative timeout ends the watch at once.
 		timeout = time.Duration(*opts.TimeoutSeconds) * time.Second
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)

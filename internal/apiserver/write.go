@@ -49,7 +49,7 @@ func validateNameSegment(name string) field.ErrorList {
 }
 
 func (s *Server) create(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
-	wr, err := parseWriteRequest(r, "CreateOptions")
+	wr, err := parseWriteRequest(w, r, "CreateOptions")
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -188,7 +188,7 @@ func checkNames(ri *reqInfo, obj runtime.Object) error {
 
 func (s *Server) update(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
 	ctx := r.Context()
-	wr, err := parseWriteRequest(r, "UpdateOptions")
+	wr, err := parseWriteRequest(w, r, "UpdateOptions")
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -205,7 +205,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
 	om, _ := meta.Accessor(obj)
 	want, err := parseRV(om.GetResourceVersion())
 	if err != nil {
-		s.writeError(w, r, apierrors.NewBadRequest(fmt.Sprintf("metadata.resourceVersion: Invalid value: %q: must be an integer", om.GetResourceVersion())))
+		s.writeError(w, r, errObjectRV(om.GetResourceVersion()))
 		return
 	}
 	var out runtime.Object
@@ -380,6 +380,11 @@ func (s *Server) afterDelete(ctx context.Context, res *registry.Resource, obj ru
 	if h, ok := res.Strategy.(registry.DeleteHook); ok {
 		h.AfterDelete(ctx, obj)
 	}
+}
+
+// errObjectRV refuses a metadata.resourceVersion that is not a number.
+func errObjectRV(rv string) error {
+	return apierrors.NewBadRequest(fmt.Sprintf("metadata.resourceVersion: Invalid value: %q: must be an integer", rv))
 }
 
 // retry tells whether a write that hit a store conflict may go again.

@@ -23,7 +23,7 @@ type writeRequest struct {
 // options, Content-Type, body. optsKind ("CreateOptions", "UpdateOptions",
 // "PatchOptions") names the options in errors; for PatchOptions the
 // Content-Type must be a patch type.
-func parseWriteRequest(r *http.Request, optsKind string) (*writeRequest, error) {
+func parseWriteRequest(w http.ResponseWriter, r *http.Request, optsKind string) (*writeRequest, error) {
 	wr := &writeRequest{}
 	var err error
 	if wr.media, err = negotiate(r, false); err != nil {
@@ -40,7 +40,7 @@ func parseWriteRequest(r *http.Request, optsKind string) (*writeRequest, error) 
 			return nil, err
 		}
 	}
-	if wr.body, err = readBody(r); err != nil {
+	if wr.body, err = readBody(w, r); err != nil {
 		return nil, err
 	}
 	if wr.patchType == "" {
