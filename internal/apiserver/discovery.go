@@ -15,6 +15,14 @@ import (
 
 var allVerbs = metav1.Verbs{"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}
 
+// resourceVerbs are the verbs r's collection serves.
+func resourceVerbs(r *registry.Resource) metav1.Verbs {
+	if r.NoDeleteCollection {
+		return metav1.Verbs{"create", "delete", "get", "list", "patch", "update", "watch"}
+	}
+	return allVerbs
+}
+
 // subresourceInfo describes a subresource for discovery.
 func subresourceInfo(r *registry.Resource, sub string) (kind schema.GroupVersionKind, verbs metav1.Verbs) {
 	switch sub {
@@ -40,7 +48,7 @@ func (s *Server) resourceList(gv schema.GroupVersion) *metav1.APIResourceList {
 	for _, r := range g.resources[gv.Version] {
 		l.APIResources = append(l.APIResources, metav1.APIResource{
 			Name: r.Resource, SingularName: r.Singular, Namespaced: r.Namespaced, Kind: r.Kind,
-			Verbs: allVerbs, ShortNames: r.ShortNames, Categories: r.Categories,
+			Verbs: resourceVerbs(r), ShortNames: r.ShortNames, Categories: r.Categories,
 		})
 		for _, sub := range r.Subresources {
 			kind, verbs := subresourceInfo(r, sub)
@@ -149,7 +157,7 @@ func (s *Server) aggregated(core bool) *apidiscoveryv2.APIGroupDiscoveryList {
 				gvk := r.GVK()
 				rd := apidiscoveryv2.APIResourceDiscovery{Resource: r.Resource, SingularResource: r.Singular,
 					ResponseKind: &metav1.GroupVersionKind{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind},
-					Scope:        scope, Verbs: allVerbs, ShortNames: r.ShortNames, Categories: r.Categories}
+					Scope:        scope, Verbs: resourceVerbs(r), ShortNames: r.ShortNames, Categories: r.Categories}
 				for _, sub := range r.Subresources {
 					kind, verbs := subresourceInfo(r, sub)
 					rd.Subresources = append(rd.Subresources, apidiscoveryv2.APISubresourceDiscovery{Subresource: sub,

@@ -125,7 +125,11 @@ func resourcePaths(r *registry.Resource, kindDef, listDef string) map[string]pat
 	delColl := op("delete", "delete", "deletecollection", "", "delete collection of "+r.Kind)
 	delColl.id = "delete" + opName + "Collection" + kind
 	delColl.params, delColl.body, delColl.responses = deleteCollectionParams, defDeleteOptions, map[int]string{200: defStatus}
-	paths[coll] = pathItem{params: scope, ops: []operation{list, create, delColl}}
+	collOps := []operation{list, create, delColl}
+	if r.NoDeleteCollection {
+		collOps = collOps[:2]
+	}
+	paths[coll] = pathItem{params: scope, ops: collOps}
 
 	read := op("get", "read", "get", "", "read the specified "+r.Kind)
 	read.responses = map[int]string{200: kindDef}

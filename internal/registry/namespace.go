@@ -23,7 +23,7 @@ import (
 
 func namespaces() *Resource {
 	return &Resource{Version: "v1", Resource: "namespaces", Singular: "namespace", Kind: "Namespace", ListKind: "NamespaceList",
-		ShortNames: []string{"ns"}, Subresources: []string{"status", "finalize"},
+		ShortNames: []string{"ns"}, Subresources: []string{"status", "finalize"}, NoDeleteCollection: true,
 		New: func() runtime.Object { return &corev1.Namespace{} }, NewList: func() runtime.Object { return &corev1.NamespaceList{} },
 		Strategy: namespaceStrategy{BaseStrategy{HasStatus: true, NameFn: apivalidation.ValidateNamespaceName}}}
 }

@@ -34,6 +34,9 @@ type Resource struct {
 	New          func() runtime.Object // empty typed object: &corev1.Pod{}
 	NewList      func() runtime.Object // empty typed list: &corev1.PodList{}
 	Strategy     Strategy
+	// NoDeleteCollection: the collection cannot be deleted as a whole
+	// (namespaces, as in Kubernetes).
+	NoDeleteCollection bool
 }
 
 // GroupVersion of the resource.
