@@ -143,6 +143,11 @@ func wfDiscovery(w *workflow) {
 	w.wantEqual("api-versions", out, strings.Join([]string{
 		"apps/v1", "coordination.k8s.io/v1", "discovery.k8s.io/v1", "networking.k8s.io/v1", "v1"}, "\n"))
 
+	// Kubernetes serves no deletecollection on namespaces.
+	w.wantMatch("api-resources -o wide", w.must("api-resources", "-o", "wide"),
+		`(?m)^namespaces\s+ns\s+v1\s+false\s+Namespace\s+\[?create[, ]delete[, ]get[, ]list[, ]patch[, ]update[, ]watch\]?\s*$`,
+		`(?m)^configmaps\s+cm\s+v1\s+true\s+ConfigMap\s+\[?create[, ]delete[, ]deletecollection[, ]get`)
+
 	for _, e := range []struct{ what, want string }{
 		{"pods", "KIND:"},
 		{"deployment.spec.strategy", "rollingUpdate"},
