@@ -177,15 +177,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	path := r.URL.Path
 	switch path {
-	case "/healthz", "/livez":
-		writeText(w, http.StatusOK, "ok")
-		return
-	case "/readyz":
-		if !s.ready.Load() {
-			writeText(w, http.StatusInternalServerError, "[-]init failed: not ready")
-			return
-		}
-		writeText(w, http.StatusOK, "ok")
+	case "/healthz", "/livez", "/readyz":
+		s.serveHealth(w, r, path[1:], "")
 		return
 	case "/version":
 		if s.readOnlyMethod(w, r) {
@@ -193,9 +186,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	if strings.HasPrefix(path, "/healthz/") || strings.HasPrefix(path, "/livez/") || strings.HasPrefix(path, "/readyz/") {
-		writeText(w, http.StatusOK, "ok")
-		return
+	for _, ep := range []string{"healthz", "livez", "readyz"} {
+		if sub, ok := strings.CutPrefix(path, "/"+ep+"/"); ok {
+			s.serveHealth(w, r, ep, sub)
+			return
+		}
 	}
 	if s.cfg.Authenticator != nil {
 		id, ok := s.cfg.Authenticator(r)
