@@ -592,3 +592,30 @@ func readFile(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// TestRestartFinishesBootstrap: a restarted server finishes its bootstrap
+// (it writes the kubeconfig only after that) and stays up, and the
+// default/kubernetes Service and Endpoints follow a changed API port.
+// The bootstrap used to create the existing Service again, which fails on
+// its ClusterIP, until the server gave up and exited a minute later.
+func TestRestartFinishesBootstrap(t *testing.T) {
+	kubectl := kubectlBinaries(t)["path"]
+	c := startServer(t)
+	if err := c.stop(); err != nil {
+		t.Fatalf("SIGTERM: %v\n%s", err, c.log)
+	}
+	if err := os.Remove(c.kubeconfig); err != nil {
+		t.Fatal(err)
+	}
+	c.port = freePort(t)
+	c.start() // waits for the kubeconfig
+	port := fmt.Sprint(c.port)
+	if got := c.mustKubectl(kubectl, "", "-n", "default", "get", "svc", "kubernetes", "-o", "jsonpath={.spec.ports[0].targetPort}"); got != port {
+		t.Errorf("after a restart on port %s: service targetPort %q", port, got)
+	}
+	// A host with only loopback addresses has no endpoints to check.
+	out, _, err := c.kubectl(kubectl, "", "-n", "default", "get", "endpoints", "kubernetes", "-o", "jsonpath={.subsets[0].ports[0].port}")
+	if err == nil && out != port {
+		t.Errorf("after a restart on port %s: endpoints port %q", port, out)
+	}
+}

@@ -26,13 +26,18 @@ var SystemNamespaces = []string{metav1.NamespaceDefault, metav1.NamespaceSystem,
 func (s *Server) bootstrap(ctx context.Context, c kubernetes.Interface) error {
 	// The listener is up before bootstrap starts, but retry briefly in case
 	// the first connection races the TLS server's start.
-	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		if err := s.bootstrapOnce(ctx, c); err != nil {
-			s.log.Debug("bootstrap not done yet", "err", err)
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		if last = s.bootstrapOnce(ctx, c); last != nil {
+			s.log.Debug("bootstrap not done yet", "err", last)
 			return false, nil
 		}
 		return true, nil
 	})
+	if err != nil && last != nil {
+		return fmt.Errorf("%w (last error: %v)", err, last)
+	}
+	return err
 }
 
 func (s *Server) bootstrapOnce(ctx context.Context, c kubernetes.Interface) error {
@@ -54,7 +59,7 @@ func (s *Server) bootstrapOnce(ctx context.Context, c kubernetes.Interface) erro
 				TargetPort: intstr.FromInt32(port)}},
 		},
 	}
-	if _, err := c.CoreV1().Services(metav1.NamespaceDefault).Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+	if err := upsertService(ctx, c, svc); err != nil {
 		return fmt.Errorf("service default/kubernetes: %w", err)
 	}
 
@@ -85,6 +90,29 @@ func (s *Server) bootstrapOnce(ctx context.Context, c kubernetes.Interface) erro
 		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("https"), Port: ptr.To(port), Protocol: ptr.To(corev1.ProtocolTCP)}},
 	}
 	return upsertEndpointSlice(ctx, c, slice)
+}
+
+// upsertService gets before it creates: creating a Service that exists
+// with its ClusterIP requested fails on the IP (422, "provided IP is already
+// allocated"), as in Kubernetes, never with AlreadyExists. A changed API
+// port is corrected.
+func upsertService(ctx context.Context, c kubernetes.Interface, want *corev1.Service) error {
+	api := c.CoreV1().Services(want.Namespace)
+	cur, err := api.Get(ctx, want.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = api.Create(ctx, want, metav1.CreateOptions{})
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	if len(cur.Spec.Ports) == 1 && cur.Spec.Ports[0].Port == want.Spec.Ports[0].Port &&
+		cur.Spec.Ports[0].TargetPort == want.Spec.Ports[0].TargetPort {
+		return nil
+	}
+	cur.Spec.Ports = want.Spec.Ports
+	_, err = api.Update(ctx, cur, metav1.UpdateOptions{})
+	return err
 }
 
 func upsertEndpoints(ctx context.Context, c kubernetes.Interface, want *corev1.Endpoints) error {
