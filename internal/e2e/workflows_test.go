@@ -208,6 +208,12 @@ func wfGenerators(w *workflow) {
 		`(?m)^svc2\s+NodePort\s+10\.43\.\d+\.\d+\s+<none>\s+80:3\d{4}/TCP\s+\S+$`,
 		`(?m)^websvc\s+ClusterIP\s+10\.43\.\d+\.\d+\s+<none>\s+80/TCP\s+\S+$`)
 	w.wantEqual("expose selector", w.must("get", "svc", "websvc", "-o", "jsonpath={.spec.selector.app} {.spec.ports[0].targetPort}"), "web 8080")
+	// replace --force of what get -o yaml printed gets the same ClusterIP
+	// and NodePort back: delete released them.
+	held := w.must("get", "svc", "svc2", "-o", "jsonpath={.spec.clusterIP} {.spec.ports[0].nodePort}")
+	w.wantEqual("replace --force svc", w.mustIn(w.must("get", "svc", "svc2", "-o", "yaml"), "replace", "--force", "-f", "-"),
+		"service \"svc2\" deleted\nservice/svc2 replaced")
+	w.wantEqual("ClusterIP and NodePort after replace --force", w.must("get", "svc", "svc2", "-o", "jsonpath={.spec.clusterIP} {.spec.ports[0].nodePort}"), held)
 	w.wantMatch("get deploy", w.must("get", "deploy", "web", "-o", "wide"),
 		`(?m)^web\s+0/2\s+0\s+0\s+\S+\s+nginx\s+nginx:1.25\s+app=web$`)
 	w.wantMatch("get pod", w.must("get", "pod", "p1"), `(?m)^p1\s+0/1\s+Pending\s+0\s+\S+$`)
