@@ -86,6 +86,11 @@ func serverCommand() *cli.Command {
 			if c.NArg() > 0 {
 				return cli.Exit(fmt.Sprintf("skiff server: unexpected argument %q", c.Args().First()), 2)
 			}
+			// 0 would mean "default" to server.Config; on the command line
+			// it is a mistake.
+			if p := c.Int("https-listen-port"); p < 1 || p > 65535 {
+				return cli.Exit(fmt.Sprintf("skiff server: --https-listen-port %d: must be 1-65535", p), 2)
+			}
 			var mode uint32
 			if _, err := fmt.Sscanf(c.String("write-kubeconfig-mode"), "%o", &mode); err != nil || mode > 0o777 {
 				return cli.Exit(fmt.Sprintf("--write-kubeconfig-mode %q: want an octal file mode such as 0600", c.String("write-kubeconfig-mode")), 2)
