@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -48,7 +49,7 @@ type cluster struct {
 	kubeconfig string
 	port       int
 	cmd        *exec.Cmd
-	log        *bytes.Buffer
+	log        *syncBuffer
 	exited     chan error
 }
 
@@ -76,7 +77,7 @@ func startServer(t testing.TB) *cluster {
 
 func (c *cluster) start() {
 	c.t.Helper()
-	c.log = &bytes.Buffer{}
+	c.log = &syncBuffer{}
 	c.cmd = exec.Command(skiffBin, "server", "--disable-agent",
 		"--data-dir", c.dataDir, "--write-kubeconfig", c.kubeconfig,
 		"--bind-address", "127.0.0.1", "--https-listen-port", fmt.Sprint(c.port),
@@ -131,6 +132,25 @@ func (c *cluster) stop() error {
 		c.cmd = nil
 		return fmt.Errorf("server did not stop within 20s of SIGTERM")
 	}
+}
+
+// syncBuffer collects the server's output; the test may read it (on
+// failure) while the process is still writing.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // kubectlBinaries are the upstream kubectl versions to test with: the one on
