@@ -42,6 +42,7 @@ func RunConformance(t *testing.T, open OpenFunc, reopen ReopenFunc) {
 		{"DeletePreconditions", testDeletePreconditions},
 		{"InvalidKey", testInvalidKey},
 		{"GetList", testGetList},
+		{"KeyEdges", testKeyEdges},
 		{"ListOldRevisionPaging", testListOldRevisionPaging},
 		{"ListRevisionErrors", testListRevisionErrors},
 		{"WatchFromEveryRevision", testWatchFromEveryRevision},
@@ -55,6 +56,7 @@ func RunConformance(t *testing.T, open OpenFunc, reopen ReopenFunc) {
 		{"Durability", testDurability},
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"ConcurrentConflicts", testConcurrentConflicts},
+		{"SameKeyRaces", testSameKeyRaces},
 		{"Closed", testClosed},
 	}
 	for _, tc := range tests {

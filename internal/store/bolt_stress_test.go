@@ -1,0 +1,318 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/skiff-dev/skiff/internal/store"
+)
+
+// TestBoltCloseUnderLoad: Close while writers and watchers run. No panic;
+// every write gets success or ErrClosed; every acknowledged write is there
+// after reopening, with its revision; watch channels all close.
+func TestBoltCloseUnderLoad(t *testing.T) {
+	for round := range 5 {
+		path := filepath.Join(t.TempDir(), "state.db")
+		b, err := store.OpenBolt(path, store.BoltOptions{CompactInterval: -1, NoSync: round%2 == 0})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		var mu sync.Mutex
+		acked := map[string]int64{}
+		var wg sync.WaitGroup
+		for i := range 8 {
+			wg.Go(func() {
+				for j := 0; ; j++ {
+					key := fmt.Sprintf("/w/%d/%d", i, j)
+					rev, err := b.Create(ctx, key, []byte(key))
+					if errors.Is(err, store.ErrClosed) {
+						return
+					}
+					if err != nil {
+						t.Errorf("Create: %v", err)
+						return
+					}
+					mu.Lock()
+					acked[key] = rev
+					mu.Unlock()
+				}
+			})
+		}
+		for i := range 8 {
+			wg.Go(func() {
+				for {
+					from, _ := b.CurrentRevision(ctx)
+					from -= int64(i)
+					w, err := b.Watch(ctx, "/w/", max(from, 0), store.WatchOptions{ProgressInterval: time.Millisecond})
+					if errors.Is(err, store.ErrClosed) {
+						return
+					}
+					if err != nil {
+						t.Errorf("Watch: %v", err)
+						return
+					}
+					for range w {
+					}
+				}
+			})
+		}
+		time.Sleep(20 * time.Millisecond)
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		b = openBolt(t, path, testOptions)
+		for key, rev := range acked {
+			kv, err := b.Get(ctx, key)
+			if err != nil || kv.ModRevision != rev {
+				t.Fatalf("round %d: acknowledged %s@%d: got %v@%d, %v", round, key, rev, kv.Key, kv.ModRevision, err)
+			}
+		}
+		if n, _ := b.Count(ctx, "/w/"); n != int64(len(acked)) {
+			t.Fatalf("round %d: %d keys after reopen, %d acknowledged", round, n, len(acked))
+		}
+		b.Close()
+	}
+}
+
+// TestBoltCompactionRacesReaders: background compaction runs hard while
+// readers page through old revisions and watch from them. Every page is
+// either right or ErrCompacted; every watch delivers a correct prefix of the
+// history and then closes or continues, never a wrong event.
+func TestBoltCompactionRacesReaders(t *testing.T) {
+	b := openBolt(t, filepath.Join(t.TempDir(), "state.db"),
+		store.BoltOptions{CompactInterval: time.Millisecond, RetainDuration: time.Millisecond, RetainRevisions: 50, NoSync: true})
+	ctx := context.Background()
+	// The full history, recorded by a watch that starts before any write.
+	all, err := b.Watch(ctx, "/", 0, store.WatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []store.Event
+	var evMu sync.Mutex
+	recDone := make(chan struct{})
+	go func() {
+		defer close(recDone)
+		for ev := range all {
+			evMu.Lock()
+			events = append(events, ev)
+			evMu.Unlock()
+		}
+	}()
+	stop := make(chan struct{})
+	var writers sync.WaitGroup
+	for i := range 4 {
+		writers.Go(func() {
+			for j := 0; ; j++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := fmt.Sprintf("/s/%02d", (i*7+j)%23)
+				if j%5 == 4 {
+					b.Delete(ctx, key, 0)
+				} else if _, err := b.Update(ctx, key, fmt.Appendf(nil, "%d-%d", i, j), 0); errors.Is(err, store.ErrNotFound) {
+					b.Create(ctx, key, fmt.Appendf(nil, "%d-%d", i, j))
+				}
+			}
+		})
+	}
+	type listing struct {
+		rev int64
+		kvs []store.KeyValue
+	}
+	type watched struct {
+		from int64
+		evs  []store.Event
+	}
+	var lmu sync.Mutex
+	var listings []listing
+	var watches []watched
+	var readers sync.WaitGroup
+	begin := time.Now()
+	for i := range 4 {
+		readers.Go(func() {
+			for n := 0; time.Since(begin) < time.Second; n++ {
+				rev, _ := b.CurrentRevision(ctx)
+				rev -= int64(n % 40)
+				if rev < 1 {
+					continue
+				}
+				if i%2 == 0 {
+					var kvs []store.KeyValue
+					opts := store.ListOptions{Revision: rev, Limit: 2}
+					for {
+						res, err := b.List(ctx, "/s/", opts)
+						if errors.Is(err, store.ErrCompacted) {
+							kvs = nil
+							break
+						}
+						if err != nil {
+							t.Errorf("List at %d: %v", rev, err)
+							return
+						}
+						kvs = append(kvs, res.KVs...)
+						if !res.More {
+							lmu.Lock()
+							listings = append(listings, listing{rev, kvs})
+							lmu.Unlock()
+							break
+						}
+						opts.StartKey = res.KVs[len(res.KVs)-1].Key + "\x00"
+						time.Sleep(100 * time.Microsecond)
+					}
+					continue
+				}
+				wctx, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
+				w, err := b.Watch(wctx, "/s/", rev, store.WatchOptions{})
+				if errors.Is(err, store.ErrCompacted) {
+					cancel()
+					continue
+				}
+				if err != nil {
+					cancel()
+					t.Errorf("Watch from %d: %v", rev, err)
+					return
+				}
+				var evs []store.Event
+				for ev := range w {
+					evs = append(evs, ev)
+				}
+				cancel()
+				lmu.Lock()
+				watches = append(watches, watched{rev, evs})
+				lmu.Unlock()
+			}
+		})
+	}
+	readers.Wait()
+	close(stop)
+	writers.Wait()
+	final, _ := b.CurrentRevision(ctx)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		evMu.Lock()
+		n := len(events)
+		caughtUp := n > 0 && events[n-1].KV.ModRevision == final
+		evMu.Unlock()
+		if caughtUp {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("recorder stuck at %d events, revision %d", n, final)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	evMu.Lock()
+	defer evMu.Unlock()
+	for i, ev := range events {
+		if ev.KV.ModRevision != int64(i+1) {
+			t.Fatalf("recorder: event %d has revision %d", i, ev.KV.ModRevision)
+		}
+	}
+	stateAt := func(rev int64) []string {
+		m := map[string]string{}
+		for _, ev := range events[:rev] {
+			if ev.Type == store.EventDelete {
+				delete(m, ev.KV.Key)
+			} else {
+				m[ev.KV.Key] = evString(ev)
+			}
+		}
+		var out []string
+		for _, v := range m {
+			out = append(out, v)
+		}
+		sort.Strings(out)
+		return out
+	}
+	for _, l := range listings {
+		if l.kvs == nil {
+			continue
+		}
+		var got []string
+		for _, kv := range l.kvs {
+			got = append(got, evString(store.Event{KV: kv}))
+		}
+		if want := stateAt(l.rev); strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Fatalf("paged list at %d:\n got  %v\n want %v", l.rev, got, want)
+		}
+	}
+	for _, w := range watches {
+		for i, ev := range w.evs {
+			want := events[w.from+int64(i)]
+			if evString(ev) != evString(want) || prevString(ev) != prevString(want) {
+				t.Fatalf("watch from %d, event %d: got %s, want %s", w.from, i, evString(ev), evString(want))
+			}
+		}
+	}
+	t.Logf("%d revisions, %d lists, %d watches checked", final, len(listings), len(watches))
+}
+
+func evString(ev store.Event) string {
+	return fmt.Sprintf("%d %s=%q@%d/%d", ev.Type, ev.KV.Key, ev.KV.Value, ev.KV.CreateRevision, ev.KV.ModRevision)
+}
+
+func prevString(ev store.Event) string {
+	if ev.PrevKV == nil {
+		return "-"
+	}
+	return evString(store.Event{KV: *ev.PrevKV})
+}
+
+// TestBoltWatchGoroutines: watches opened and cancelled while writes run
+// leave no goroutines behind.
+func TestBoltWatchGoroutines(t *testing.T) {
+	b := openBolt(t, filepath.Join(t.TempDir(), "state.db"), store.BoltOptions{CompactInterval: -1, NoSync: true})
+	ctx := context.Background()
+	before := runtime.NumGoroutine()
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			b.Create(ctx, fmt.Sprintf("/g/%d", i), nil)
+		}
+	})
+	var watchers sync.WaitGroup
+	for i := range 200 {
+		watchers.Go(func() {
+			wctx, cancel := context.WithCancel(ctx)
+			w, err := b.Watch(wctx, "/g/", 0, store.WatchOptions{ProgressInterval: time.Millisecond})
+			if err != nil {
+				t.Error(err)
+				cancel()
+				return
+			}
+			if i%2 == 0 {
+				<-w // sometimes read, sometimes never
+			}
+			cancel()
+		})
+	}
+	watchers.Wait()
+	close(stop)
+	wg.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before+2 {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
