@@ -85,6 +85,11 @@ type Bolt struct {
 
 	compactMu  sync.Mutex    // serializes compactions
 	compactNow chan struct{} // commit loop asks the compactor to run
+
+	// Tests only (export_test.go): fail a commit inside its transaction
+	// (rolled back), or after it (committed, as when only the fsync of
+	// bbolt's meta page fails). Set while no write is in flight.
+	faultInTx, faultAfterTx func() error
 }
 
 var _ Backend = (*Bolt)(nil)

@@ -157,8 +157,10 @@ func decodeRecord(b []byte) (record, error) {
 	return r, nil
 }
 
-// logValue returns a copy of the value written at rev.
-func logValue(logb *bolt.Bucket, rev int64) ([]byte, error) {
+// logValue returns a copy of the value key was given at rev. The record's
+// key is checked: a wrong one means the index and the log disagree, and
+// must be an error, not another key's value.
+func logValue(logb *bolt.Bucket, key string, rev int64) ([]byte, error) {
 	v := logb.Get(revKey(rev))
 	if v == nil {
 		return nil, fmt.Errorf("%w: log entry %d missing", errCorrupt, rev)
@@ -170,12 +172,15 @@ func logValue(logb *bolt.Bucket, rev int64) ([]byte, error) {
 	if r.typ != EventPut {
 		return nil, fmt.Errorf("%w: log entry %d is not a put", errCorrupt, rev)
 	}
+	if string(r.key) != key {
+		return nil, fmt.Errorf("%w: log entry %d is for %q, not %q", errCorrupt, rev, r.key, key)
+	}
 	return append([]byte{}, r.value...), nil
 }
 
 // kvAt reads the KV with the given index entry, taking the value from the log.
 func kvAt(logb *bolt.Bucket, key string, createRev, modRev int64) (KeyValue, error) {
-	v, err := logValue(logb, modRev)
+	v, err := logValue(logb, key, modRev)
 	return KeyValue{Key: key, Value: v, CreateRevision: createRev, ModRevision: modRev}, err
 }
 

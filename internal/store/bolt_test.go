@@ -2,8 +2,10 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -184,4 +186,114 @@ func TestBoltNewerSchemaRefused(t *testing.T) {
 		b.Close()
 		t.Fatal("OpenBolt accepted schema version 99")
 	}
+}
+
+// failOnce returns a fault that fails the first call only.
+func failOnce(err error) func() error {
+	var n atomic.Int32
+	return func() error {
+		if n.Add(1) == 1 {
+			return err
+		}
+		return nil
+	}
+}
+
+// TestBoltCommitFailureRolledBack: a batch whose transaction fails fails
+// every op in it and leaves no trace: the revision does not move, watchers
+// see nothing, and the next write takes the next revision.
+func TestBoltCommitFailureRolledBack(t *testing.T) {
+	b := openBolt(t, filepath.Join(t.TempDir(), "state.db"), testOptions)
+	ctx := context.Background()
+	before := mustCreate(t, b, "/a")
+	w, err := b.Watch(ctx, "/", before, store.WatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	diskFull := errors.New("no space left on device")
+	b.SetCommitFaults(failOnce(diskFull), nil)
+	if _, err := b.Create(ctx, "/b", []byte("b")); !errors.Is(err, diskFull) {
+		t.Fatalf("Create in a failed commit: %v, want %v", err, diskFull)
+	}
+	if _, err := b.Update(ctx, "/a", []byte("a2"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if rev, _ := b.CurrentRevision(ctx); rev != before+1 {
+		t.Fatalf("revision %d after a failed and a good commit from %d", rev, before)
+	}
+	if _, err := b.Get(ctx, "/b"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Get of a failed create: %v", err)
+	}
+	if ev := <-w; ev.KV.Key != "/a" || ev.KV.ModRevision != before+1 {
+		t.Fatalf("watch got %s@%d, want /a@%d", ev.KV.Key, ev.KV.ModRevision, before+1)
+	}
+}
+
+// TestBoltCommitFailureVisible: when bbolt reports a failed commit that the
+// file nevertheless shows (its meta page was written, only the fsync
+// failed), the store must not hand the same revisions out again: that would
+// overwrite log records that index entries still point at, and Get would
+// return another key's value.
+func TestBoltCommitFailureVisible(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	b := openBolt(t, path, testOptions)
+	ctx := context.Background()
+	mustCreate(t, b, "/a")
+	w, err := b.Watch(ctx, "/", 0, store.WatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsyncFailed := errors.New("fdatasync: input/output error")
+	b.SetCommitFaults(nil, failOnce(fsyncFailed))
+	bRev, err := b.Create(ctx, "/b", []byte("b"))
+	if !errors.Is(err, fsyncFailed) {
+		t.Fatalf("Create in a failed commit: rev %d, %v; want %v", bRev, err, fsyncFailed)
+	}
+	cRev, err := b.Create(ctx, "/c", []byte("c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(b store.Backend, when string) {
+		t.Helper()
+		for key, want := range map[string]string{"/b": "b", "/c": "c"} {
+			kv, err := b.Get(ctx, key)
+			if errors.Is(err, store.ErrNotFound) && key == "/b" {
+				continue // the failed create did not stick: fine too
+			}
+			if err != nil || string(kv.Value) != want {
+				t.Fatalf("%s: Get(%s) = %q@%d, %v; want %q", when, key, kv.Value, kv.ModRevision, err, want)
+			}
+		}
+		res, err := b.List(ctx, "/", store.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[int64]string{}
+		for _, kv := range res.KVs {
+			if other, dup := seen[kv.ModRevision]; dup {
+				t.Fatalf("%s: %s and %s share revision %d", when, other, kv.Key, kv.ModRevision)
+			}
+			seen[kv.ModRevision] = kv.Key
+		}
+		if cur, _ := b.CurrentRevision(ctx); cur != res.Revision || cur < cRev {
+			t.Fatalf("%s: CurrentRevision %d, list at %d, /c written at %d", when, cur, res.Revision, cRev)
+		}
+	}
+	check(b, "after the failure")
+	// The watch agrees with the file: every event it delivers is in order
+	// and ends at /c.
+	var last int64
+	for ev := range w {
+		if ev.KV.ModRevision <= last {
+			t.Fatalf("watch: revision %d after %d", ev.KV.ModRevision, last)
+		}
+		last = ev.KV.ModRevision
+		if ev.KV.Key == "/c" {
+			break
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	check(openBolt(t, path, testOptions), "after reopening")
 }

@@ -137,9 +137,13 @@ var errNoWrites = errors.New("no writes")
 func (b *Bolt) commit(batch []*writeReq) {
 	results := make([]writeResult, len(batch))
 	events := make([]Event, 0, len(batch))
-	base := b.rev.Load()
-	rev := base
+	var base, rev int64
 	err := b.db.Update(func(tx *bolt.Tx) error {
+		// The file, not b.rev, says which revision is next: after a commit
+		// bbolt reported failed but made visible (see below) they differ,
+		// and reusing a revision would overwrite a live log record.
+		base = metaRev(tx, metaRevision)
+		rev = base
 		kvb, logb := tx.Bucket(bucketKV), tx.Bucket(bucketLog)
 		// Log keys only ever append: pack pages full instead of splitting
 		// them half empty.
@@ -163,8 +167,16 @@ func (b *Bolt) commit(batch []*writeReq) {
 		if rev == base {
 			return errNoWrites
 		}
+		if b.faultInTx != nil {
+			if err := b.faultInTx(); err != nil {
+				return err
+			}
+		}
 		return tx.Bucket(bucketMeta).Put(metaRevision, u64(uint64(rev)))
 	})
+	if err == nil && b.faultAfterTx != nil {
+		err = b.faultAfterTx()
+	}
 	switch {
 	case err == nil:
 		b.rev.Store(rev)
@@ -177,7 +189,16 @@ func (b *Bolt) commit(batch []*writeReq) {
 		}
 	case errors.Is(err, errNoWrites):
 	default:
-		// Nothing was written: every op in the batch fails.
+		// Every op in the batch fails. Usually nothing was written; but
+		// when bbolt wrote its meta page and only the fsync failed, the
+		// batch is visible to every later transaction (and may or may not
+		// survive a crash). Then memory follows the file, so the revision
+		// counter, lists and watches keep agreeing with each other.
+		if fileRev, verr := b.fileRevision(); verr == nil && fileRev == rev && rev != base {
+			b.opts.Logger.Error("commit reported failed but is visible; its writers get the error", "revision", rev, "err", err)
+			b.rev.Store(rev)
+			b.hub.publish(events, rev)
+		}
 		for i := range results {
 			results[i] = writeResult{err: fmt.Errorf("store: commit: %w", err)}
 		}
@@ -185,6 +206,16 @@ func (b *Bolt) commit(batch []*writeReq) {
 	for i, req := range batch {
 		req.done <- results[i]
 	}
+}
+
+// fileRevision reads the last committed revision from the file.
+func (b *Bolt) fileRevision() (int64, error) {
+	var rev int64
+	err := b.db.View(func(tx *bolt.Tx) error {
+		rev = metaRev(tx, metaRevision)
+		return nil
+	})
+	return rev, err
 }
 
 func isStoreErr(err error) bool {
