@@ -153,9 +153,6 @@ func TestDeploymentScale(t *testing.T) {
 		t.Fatalf("generation %d", created.Generation)
 	}
 	sc, err := e.client.AppsV1().Deployments("default").GetScale(ctx, "d", metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		t.Skip("deployment strategy has no ScaleAccessor yet")
-	}
 	if err != nil || sc.Spec.Replicas != 1 {
 		t.Fatalf("scale: %v %+v", err, sc)
 	}
@@ -163,7 +160,10 @@ func TestDeploymentScale(t *testing.T) {
 	if _, err := e.client.AppsV1().Deployments("default").UpdateScale(ctx, "d", sc, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := e.client.AppsV1().Deployments("default").Get(ctx, "d", metav1.GetOptions{})
+	got, err := e.client.AppsV1().Deployments("default").Get(ctx, "d", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if *got.Spec.Replicas != 3 || got.Generation != 2 {
 		t.Fatalf("after scale: replicas %d generation %d", *got.Spec.Replicas, got.Generation)
 	}
@@ -238,11 +238,18 @@ func TestWatchFromResourceVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sw.Stop()
-	b, _ := cms.Create(ctx, cm("b", map[string]string{"sel": "yes"}), metav1.CreateOptions{})
+	b, err := cms.Create(ctx, cm("b", map[string]string{"sel": "yes"}), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	b.Labels["sel"] = "no"
-	b, _ = cms.Update(ctx, b, metav1.UpdateOptions{})
+	if b, err = cms.Update(ctx, b, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	b.Labels["sel"] = "yes"
-	_, _ = cms.Update(ctx, b, metav1.UpdateOptions{})
+	if _, err := cms.Update(ctx, b, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	for i, typ := range []watch.EventType{watch.Added, watch.Deleted, watch.Added} {
 		select {
 		case ev := <-sw.ResultChan():
@@ -366,7 +373,10 @@ func TestSelectors(t *testing.T) {
 	if err := e.client.CoreV1().ConfigMaps("default").DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "l=a"}); err != nil {
 		t.Fatal(err)
 	}
-	l, _ := e.client.CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{})
+	l, err := e.client.CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(l.Items) != 1 || l.Items[0].Name != "c1" {
 		t.Fatalf("after deletecollection: %+v", l.Items)
 	}
@@ -614,7 +624,9 @@ func TestPagination(t *testing.T) {
 		}
 		opts.Continue = l.Continue
 		// Writes between pages do not show up: the list is consistent.
-		_, _ = cms.Create(ctx, cm(fmt.Sprintf("late%d", pages), nil), metav1.CreateOptions{})
+		if _, err := cms.Create(ctx, cm(fmt.Sprintf("late%d", pages), nil), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if pages != 3 || len(names) != 25 || names[0] != "c00" || names[24] != "c24" {
 		t.Fatalf("pages %d names %v", pages, names)
@@ -634,16 +646,26 @@ func TestCompactedResourceVersion(t *testing.T) {
 	e := newTestEnv(t)
 	ctx := context.Background()
 	cms := e.client.CoreV1().ConfigMaps("default")
-	first, _ := cms.Create(ctx, cm("a", nil), metav1.CreateOptions{})
-	_, _ = cms.Create(ctx, cm("a2", nil), metav1.CreateOptions{})
+	first, err := cms.Create(ctx, cm("a", nil), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cms.Create(ctx, cm("a2", nil), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	l, err := cms.List(ctx, metav1.ListOptions{Limit: 1})
 	if err != nil || l.Continue == "" {
 		t.Fatal(err, l.Continue)
 	}
 	for i := 0; i < 5; i++ {
-		_, _ = cms.Create(ctx, cm(fmt.Sprintf("b%d", i), nil), metav1.CreateOptions{})
+		if _, err := cms.Create(ctx, cm(fmt.Sprintf("b%d", i), nil), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	rev, _ := e.store.CurrentRevision(ctx)
+	rev, err := e.store.CurrentRevision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := e.store.Compact(ctx, rev-1); err != nil {
 		t.Fatal(err)
 	}

@@ -41,9 +41,9 @@ func TestGracefulPodDeletion(t *testing.T) {
 	if !apierrors.IsConflict(err) || !strings.Contains(err.Error(), `pod p is already assigned to node "n1"`) {
 		t.Fatalf("second bind: %v", err)
 	}
-	p, _ := pods.Get(ctx, "p", metav1.GetOptions{})
-	if p.Spec.NodeName != "n1" {
-		t.Fatalf("nodeName %q", p.Spec.NodeName)
+	p, err := pods.Get(ctx, "p", metav1.GetOptions{})
+	if err != nil || p.Spec.NodeName != "n1" {
+		t.Fatalf("nodeName: %v %+v", err, p)
 	}
 	// A pod on a node is only marked.
 	if err := pods.Delete(ctx, "p", metav1.DeleteOptions{}); err != nil {
@@ -57,8 +57,13 @@ func TestGracefulPodDeletion(t *testing.T) {
 		t.Fatalf("deletionTimestamp %v away", d)
 	}
 	// Deleting again with a longer period changes nothing; grace 0 removes it.
+	marked := p.DeletionTimestamp.DeepCopy()
 	if err := pods.Delete(ctx, "p", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](60)}); err != nil {
 		t.Fatal(err)
+	}
+	p, err = pods.Get(ctx, "p", metav1.GetOptions{})
+	if err != nil || p.DeletionGracePeriodSeconds == nil || *p.DeletionGracePeriodSeconds != 30 || !p.DeletionTimestamp.Equal(marked) {
+		t.Fatalf("a longer grace period changed the deletion: %v %+v", err, p.ObjectMeta)
 	}
 	if err := pods.Delete(ctx, "p", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
 		t.Fatal(err)
@@ -119,7 +124,9 @@ func TestFinalizers(t *testing.T) {
 	if res.Error() != nil || code != http.StatusAccepted {
 		t.Fatalf("foreground: %v %d", res.Error(), code)
 	}
-	got, _ = cms.Get(ctx, "fg", metav1.GetOptions{})
+	if got, err = cms.Get(ctx, "fg", metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	if len(got.Finalizers) != 1 || got.Finalizers[0] != metav1.FinalizerDeleteDependents || got.DeletionTimestamp == nil {
 		t.Fatalf("foreground finalizer: %+v", got.ObjectMeta)
 	}
@@ -127,7 +134,9 @@ func TestFinalizers(t *testing.T) {
 	if err := cms.Delete(ctx, "fg", metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationOrphan)}); err != nil {
 		t.Fatal(err)
 	}
-	got, _ = cms.Get(ctx, "fg", metav1.GetOptions{})
+	if got, err = cms.Get(ctx, "fg", metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	if len(got.Finalizers) != 1 || got.Finalizers[0] != metav1.FinalizerOrphanDependents {
 		t.Fatalf("orphan finalizer: %+v", got.Finalizers)
 	}
@@ -156,12 +165,8 @@ func TestNamespaceLifecycle(t *testing.T) {
 	if _, err := nss.Finalize(ctx, ns, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := nss.Get(ctx, "gone", metav1.GetOptions{}); err != nil && !apierrors.IsNotFound(err) {
-		t.Fatal(err)
-	}
-	_ = nss.Delete(ctx, "gone", metav1.DeleteOptions{})
 	if _, err := nss.Get(ctx, "gone", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		t.Fatalf("namespace still there: %v", err)
+		t.Fatalf("namespace still there after finalize: %v", err)
 	}
 	if err := nss.Delete(ctx, "default", metav1.DeleteOptions{}); !apierrors.IsForbidden(err) {
 		t.Fatalf("delete default: %v", err)
@@ -262,7 +267,9 @@ func TestMetadataClientAndDiscovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Stop()
-	_ = e.client.CoreV1().ConfigMaps("default").Delete(ctx, "m", metav1.DeleteOptions{})
+	if err := e.client.CoreV1().ConfigMaps("default").Delete(ctx, "m", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case ev := <-w.ResultChan():
 		if ev.Type != watch.Deleted {
