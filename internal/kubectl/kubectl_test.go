@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,6 +29,16 @@ type result struct {
 // runOurs runs Run against the kubeconfig.
 func runOurs(t *testing.T, kubeconfig string, stdin string, args ...string) result {
 	t.Helper()
+	r, err := runOursErr(kubeconfig, stdin, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// runOursErr is runOurs for goroutines other than the test's, which must
+// not call t.Fatal.
+func runOursErr(kubeconfig string, stdin string, args ...string) (result, error) {
 	var out, errOut bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -36,11 +47,11 @@ func runOurs(t *testing.T, kubeconfig string, stdin string, args ...string) resu
 	if err != nil {
 		var ee *ExitError
 		if !errors.As(err, &ee) {
-			t.Fatalf("Run returned %T, want *ExitError: %v", err, err)
+			return result{}, fmt.Errorf("Run returned %T, want *ExitError: %v", err, err)
 		}
 		code = ee.Code
 	}
-	return result{out.String(), errOut.String(), code}
+	return result{out.String(), errOut.String(), code}, nil
 }
 
 // kubectlPath is the upstream kubectl on PATH, or "" to skip comparisons.

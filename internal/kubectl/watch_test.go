@@ -3,6 +3,7 @@ package kubectl
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -47,10 +48,21 @@ func TestWatchMatchesUpstream(t *testing.T) {
 			f.watchTimeout = 1500 * time.Millisecond
 			seed(f)
 			kc := f.kubeconfig(t)
-			done := make(chan result)
-			go func() { done <- runOurs(t, kc, "", tc.args...) }()
+			type outcome struct {
+				r   result
+				err error
+			}
+			done := make(chan outcome, 1)
+			go func() {
+				r, err := runOursErr(kc, "", tc.args...)
+				done <- outcome{r, err}
+			}()
 			churn(t, f)
-			ours := <-done
+			o := <-done
+			if o.err != nil {
+				t.Fatal(o.err)
+			}
+			ours := o.r
 			golden(t, tc.name, ours.stdout+"--- stderr\n"+ours.stderr)
 			if bin == "" {
 				t.Skip("kubectl not on PATH")
@@ -70,7 +82,17 @@ func TestWatchMatchesUpstream(t *testing.T) {
 				t.Fatal(err)
 			}
 			churn(t, f2)
-			cmd.Wait()
+			code := 0
+			if err := cmd.Wait(); err != nil {
+				var ee *exec.ExitError
+				if !errors.As(err, &ee) {
+					t.Fatalf("kubectl: %v", err)
+				}
+				code = ee.ExitCode()
+			}
+			if code != ours.code {
+				t.Errorf("exit code %d, kubectl %d", ours.code, code)
+			}
 			if out.String() != ours.stdout {
 				t.Errorf("stdout differs\n--- kubectl\n%s--- ours\n%s", out.String(), ours.stdout)
 			}
