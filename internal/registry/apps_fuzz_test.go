@@ -17,6 +17,8 @@ func FuzzAppsStrategies(f *testing.F) {
 		`{"spec":{"selector":{"matchExpressions":[{"key":"a","operator":"In"}]},"replicas":-3}}`,
 		`{"spec":{"strategy":{"rollingUpdate":{"maxSurge":"%","maxUnavailable":-1}},"progressDeadlineSeconds":0}}`,
 		`{"metadata":{"annotations":{"deprecated.deployment.rollback.to":"x"}},"status":{"collisionCount":-1}}`,
+		// Not a Deployment (strategy is an object) but a fine ReplicaSet.
+		`{"spec":{"strategy":7,"replicas":2,"template":{"spec":{"containers":[{"name":"c","image":"after-deployment"}]}}}}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -25,7 +27,7 @@ func FuzzAppsStrategies(f *testing.F) {
 		for _, r := range []*Resource{deployments(), replicaSets()} {
 			obj, old := r.New(), r.New()
 			if json.Unmarshal(data, obj) != nil {
-				return
+				continue // the next resource may still take it
 			}
 			_ = json.Unmarshal(data, old)
 			s := r.Strategy
