@@ -90,6 +90,8 @@ type Bolt struct {
 	// (rolled back), or after it (committed, as when only the fsync of
 	// bbolt's meta page fails). Set while no write is in flight.
 	faultInTx, faultAfterTx func() error
+	// Tests only: fails a compaction before each chunk after the first.
+	faultCompactChunk func() error
 }
 
 var _ Backend = (*Bolt)(nil)

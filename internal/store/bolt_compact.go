@@ -74,6 +74,11 @@ func (b *Bolt) compact(revision int64) error {
 		b.compacted.Store(revision)
 	}
 	for len(doomed) > 0 {
+		if b.faultCompactChunk != nil {
+			if err := b.faultCompactChunk(); err != nil {
+				return err
+			}
+		}
 		if err := b.update(func(tx *bolt.Tx) error {
 			var err error
 			doomed, err = deleteRevs(tx, doomed)

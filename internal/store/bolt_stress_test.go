@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/skiff-dev/skiff/internal/store"
 )
@@ -314,5 +317,116 @@ func TestBoltWatchGoroutines(t *testing.T) {
 			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestBoltInterruptedCompaction: a compaction big enough to take several
+// transactions stops after the first (as a crash there would). After reopening, the compacted
+// revision is the one that began, every retained revision still lists
+// right, and a later compaction cleans up what the first one left.
+func TestBoltInterruptedCompaction(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	b, err := store.OpenBolt(path, store.BoltOptions{CompactInterval: -1, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	type state = map[string]string
+	states := []state{{}} // states[rev]
+	cur := state{}
+	write := func(key, value string) {
+		var err error
+		if value == "" {
+			_, _, err = b.Delete(ctx, key, 0)
+			delete(cur, key)
+		} else if _, ok := cur[key]; ok {
+			_, err = b.Update(ctx, key, []byte(value), 0)
+			cur[key] = value
+		} else {
+			_, err = b.Create(ctx, key, []byte(value))
+			cur[key] = value
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := make(state, len(cur))
+		for k, v := range cur {
+			next[k] = v
+		}
+		states = append(states, next)
+	}
+	// More than compactChunk (10000) records to delete: several transactions.
+	for i := range 12000 {
+		key := fmt.Sprintf("/i/%d", i%17)
+		if _, ok := cur[key]; ok && i%11 == 0 {
+			write(key, "")
+		} else {
+			write(key, fmt.Sprint(i))
+		}
+	}
+	last := int64(len(states) - 1)
+	target := last - 50
+	crash := errors.New("crash")
+	b.SetCompactFault(func() error { return crash })
+	if err := b.Compact(ctx, target); !errors.Is(err, crash) {
+		t.Fatalf("Compact: %v, want it stopped after its first chunk", err)
+	}
+	b.Close()
+	check := func(b store.Backend, from int64) {
+		t.Helper()
+		for rev := from; rev <= last; rev++ {
+			res, err := b.List(ctx, "/i/", store.ListOptions{Revision: rev})
+			if err != nil {
+				t.Fatalf("List at %d: %v", rev, err)
+			}
+			if len(res.KVs) != len(states[rev]) {
+				t.Fatalf("List at %d: %d keys, want %d", rev, len(res.KVs), len(states[rev]))
+			}
+			for _, kv := range res.KVs {
+				if states[rev][kv.Key] != string(kv.Value) {
+					t.Fatalf("List at %d: %s=%q, want %q", rev, kv.Key, kv.Value, states[rev][kv.Key])
+				}
+			}
+		}
+	}
+	b = openBolt(t, path, testOptions)
+	if c, _ := b.CompactedRevision(ctx); c != target {
+		t.Fatalf("compacted revision %d after reopening, want %d", c, target)
+	}
+	if _, err := b.List(ctx, "/i/", store.ListOptions{Revision: target - 1}); !errors.Is(err, store.ErrCompacted) {
+		t.Fatalf("List below the compacted revision: %v", err)
+	}
+	check(b, target)
+	w, err := b.Watch(ctx, "/i/", target, store.WatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rev := target + 1; rev <= last; rev++ {
+		if ev := <-w; ev.KV.ModRevision != rev {
+			t.Fatalf("watch from %d: got revision %d, want %d", target, ev.KV.ModRevision, rev)
+		}
+	}
+	if err := b.Compact(ctx, last-10); err != nil {
+		t.Fatal(err)
+	}
+	check(b, last-10)
+	// Nothing the first compaction left behind survives the second: at
+	// most one record per key at or below the compacted revision.
+	b.Close()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	old := 0
+	db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket([]byte("log")).Cursor()
+		for k, _ := c.First(); k != nil && int64(binary.BigEndian.Uint64(k)) <= last-10; k, _ = c.Next() {
+			old++
+		}
+		return nil
+	})
+	if old > 17 {
+		t.Fatalf("%d log records at or below the compacted revision, want at most one per key (17)", old)
 	}
 }

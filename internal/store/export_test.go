@@ -6,3 +6,7 @@ package store
 func (b *Bolt) SetCommitFaults(inTx, afterTx func() error) {
 	b.faultInTx, b.faultAfterTx = inTx, afterTx
 }
+
+// SetCompactFault makes compactions stop with fault's error before each
+// chunk after the first, as a crash there would.
+func (b *Bolt) SetCompactFault(fault func() error) { b.faultCompactChunk = fault }
