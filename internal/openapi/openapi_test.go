@@ -296,10 +296,12 @@ func TestClientGo(t *testing.T) {
 	// cli-runtime's queryParamVerifierV3: the first PATCH with the GVK
 	// must take fieldValidation.
 	gvk := schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}
+	patches := 0
 	for path, item := range spec.Paths.Paths {
 		if item.Patch == nil {
 			continue
 		}
+		patches++
 		var got map[string]string
 		if err := item.Patch.Extensions.GetObject(extGVK, &got); err != nil {
 			t.Fatal(err)
@@ -317,6 +319,10 @@ func TestClientGo(t *testing.T) {
 		if _, ok := item.Patch.RequestBody.Content["application/strategic-merge-patch+json"]; !ok {
 			t.Errorf("%s: PATCH does not take strategic merge patches", path)
 		}
+	}
+	// deployments, replicasets, each with status and scale.
+	if patches < 6 {
+		t.Errorf("apps/v1 has %d PATCH operations, want at least 6", patches)
 	}
 	// apply's strategic merge patch from the v3 document.
 	for _, s := range spec.Components.Schemas {
