@@ -5,7 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -100,6 +103,8 @@ var _ Backend = (*Bolt)(nil)
 // commit loop and background compaction.
 func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 	opts.setDefaults()
+	_, statErr := os.Stat(path)
+	created := errors.Is(statErr, fs.ErrNotExist)
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout: time.Second, // another process holds the file: fail, don't hang
 		// The freelist is rebuilt on open instead of written on every
@@ -119,6 +124,12 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 		rev, compacted = metaRev(tx, metaRevision), metaRev(tx, metaCompacted)
 		return nil
 	})
+	if err == nil && created && !opts.NoSync {
+		// bbolt fsyncs the file, never its directory: without this a
+		// power cut soon after the first start could lose the new file's
+		// name, and every write acknowledged in it.
+		err = syncDir(filepath.Dir(path))
+	}
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
@@ -140,6 +151,15 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 		go b.compactLoop()
 	}
 	return b, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // Close waits for queued writes, stops background work, closes every watch
