@@ -35,16 +35,20 @@ func TestRestartKeepsEverything(t *testing.T) {
 	if before != after {
 		t.Errorf("after restart %q, before %q", after, before)
 	}
-	tok2, _ := os.ReadFile(c.dataDir + "/server/token")
-	if string(tok1) != string(tok2) {
-		t.Error("the join token changed across a restart")
+	tok2, err := os.ReadFile(c.dataDir + "/server/token")
+	if err != nil || string(tok1) != string(tok2) {
+		t.Errorf("the join token changed across a restart: %v", err)
 	}
 	// A write after restart gets a newer revision than any before it.
 	c.mustKubectl(kubectl, "", "label", "configmap", "keep", "x=y")
 	rv := c.mustKubectl(kubectl, "", "get", "configmap", "keep", "-o", "jsonpath={.metadata.resourceVersion}")
 	var rv1, rv2 int
-	fmt.Sscan(strings.Fields(before)[1], &rv1)
-	fmt.Sscan(rv, &rv2)
+	if _, err := fmt.Sscan(strings.Fields(before)[1], &rv1); err != nil {
+		t.Fatalf("resourceVersion before restart %q: %v", before, err)
+	}
+	if _, err := fmt.Sscan(rv, &rv2); err != nil {
+		t.Fatalf("resourceVersion after restart %q: %v", rv, err)
+	}
 	if rv2 <= rv1 {
 		t.Errorf("resourceVersion went from %d to %d", rv1, rv2)
 	}

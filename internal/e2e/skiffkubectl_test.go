@@ -48,16 +48,22 @@ func TestSkiffKubectlMatchesUpstream(t *testing.T) {
 		t.Run(strings.Join(args, "_"), func(t *testing.T) {
 			// Ages are rendered by the server at request time; a second
 			// boundary between the two calls can differ, so retry once.
+			// Both failing the same way is no match: upstream must succeed
+			// and print something (the empty selector prints to stderr).
 			var up, sk, upErr, skErr string
+			var upRun, skRun error
 			for attempt := 0; attempt < 2; attempt++ {
-				up, upErr, _ = c.kubectl(kubectl, "", args...)
-				sk, skErr, _ = c.skiffKubectl("", args...)
-				if up == sk && upErr == skErr {
+				up, upErr, upRun = c.kubectl(kubectl, "", args...)
+				sk, skErr, skRun = c.skiffKubectl("", args...)
+				if upRun != nil || up+upErr == "" {
+					t.Fatalf("upstream kubectl %s: %v, nothing to compare with\n%s%s", strings.Join(args, " "), upRun, up, upErr)
+				}
+				if up == sk && upErr == skErr && skRun == nil {
 					return
 				}
 			}
-			t.Errorf("skiff kubectl %s differs from upstream\n--- upstream stdout:\n%s--- skiff stdout:\n%s--- upstream stderr:\n%s--- skiff stderr:\n%s",
-				strings.Join(args, " "), up, sk, upErr, skErr)
+			t.Errorf("skiff kubectl %s differs from upstream (skiff: %v)\n--- upstream stdout:\n%s--- skiff stdout:\n%s--- upstream stderr:\n%s--- skiff stderr:\n%s",
+				strings.Join(args, " "), skRun, up, sk, upErr, skErr)
 		})
 	}
 }
