@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -23,6 +24,30 @@ func FuzzDecodeDefaultValidate(f *testing.F) {
 		"/api/v1/nodes",
 	}
 	types := []string{"application/json", "application/yaml", "application/vnd.kubernetes.protobuf"}
+	// An object "x" of each kind exists, so a PUT reaches update
+	// validation (immutable fields, ...) instead of stopping at 404.
+	existing := []string{
+		`{"metadata":{"name":"x"},"spec":{"containers":[{"name":"c","image":"nginx"}]}}`,
+		`{"metadata":{"name":"x"},"spec":{"type":"NodePort","ports":[{"port":80}]}}`,
+		`{"metadata":{"name":"x"},"spec":{"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"x"}]}}}}`,
+		`{"metadata":{"name":"x"},"data":{"a":"b"}}`,
+		`{"metadata":{"name":"x"},"spec":{"defaultBackend":{"service":{"name":"s","port":{"number":80}}}}}`,
+		`{"metadata":{"name":"x"}}`,
+	}
+	for i, body := range existing {
+		req := httptest.NewRequest(http.MethodPost, paths[i], strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusCreated {
+			f.Fatalf("creating %s/x: %d %s", paths[i], rec.Code, rec.Body)
+		}
+		// The same object back, and one with changes updates refuse.
+		f.Add(uint8(i), uint8(0), []byte(body))
+	}
+	f.Add(uint8(0), uint8(0), []byte(`{"metadata":{"name":"x"},"spec":{"containers":[{"name":"c","image":"nginx"},{"name":"d","image":"y"}],"nodeName":"n"}}`))
+	f.Add(uint8(1), uint8(1), []byte("metadata: {name: x}\nspec: {type: ClusterIP, clusterIP: 10.43.9.9, ports: [{port: 81}]}\n"))
+	f.Add(uint8(2), uint8(0), []byte(`{"metadata":{"name":"x"},"spec":{"selector":{"matchLabels":{"a":"c"}},"template":{"metadata":{"labels":{"a":"c"}},"spec":{"containers":[{"name":"c","image":"x"}]}}}}`))
 	for _, seed := range []string{
 		`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"nginx"}]}}`,
 		`{"metadata":{"name":"s"},"spec":{"type":"NodePort","ports":[{"port":80,"nodePort":30080}]}}`,
