@@ -178,7 +178,7 @@ func TestBoltCompactionRacesReaders(t *testing.T) {
 				}
 				wctx, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
 				w, err := b.Watch(wctx, "/s/", rev, store.WatchOptions{})
-				if errors.Is(err, store.ErrCompacted) {
+				if errors.Is(err, store.ErrCompacted) || errors.Is(err, context.DeadlineExceeded) {
 					cancel()
 					continue
 				}
@@ -326,43 +326,63 @@ func TestBoltWatchGoroutines(t *testing.T) {
 // right, and a later compaction cleans up what the first one left.
 func TestBoltInterruptedCompaction(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
-	b, err := store.OpenBolt(path, store.BoltOptions{CompactInterval: -1, NoSync: true})
+	b, err := store.OpenBolt(path, store.BoltOptions{CompactInterval: -1, NoSync: true, WatchQueue: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
+	// 17 writers, one key each, so commits batch; the model is rebuilt
+	// from a watch that sees every revision.
+	rec, err := b.Watch(ctx, "/", 0, store.WatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 17 {
+		wg.Go(func() {
+			key := fmt.Sprintf("/i/%d", g)
+			exists := false
+			// More than compactChunk (10000) records in all: several
+			// transactions to delete.
+			for i := range 720 {
+				var err error
+				switch {
+				case exists && i%11 == 0:
+					_, _, err = b.Delete(ctx, key, 0)
+					exists = false
+				case exists:
+					_, err = b.Update(ctx, key, fmt.Appendf(nil, "%d", i), 0)
+				default:
+					_, err = b.Create(ctx, key, fmt.Appendf(nil, "%d", i))
+					exists = true
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 	type state = map[string]string
 	states := []state{{}} // states[rev]
 	cur := state{}
-	write := func(key, value string) {
-		var err error
-		if value == "" {
-			_, _, err = b.Delete(ctx, key, 0)
-			delete(cur, key)
-		} else if _, ok := cur[key]; ok {
-			_, err = b.Update(ctx, key, []byte(value), 0)
-			cur[key] = value
-		} else {
-			_, err = b.Create(ctx, key, []byte(value))
-			cur[key] = value
+	final, _ := b.CurrentRevision(ctx)
+	for int64(len(states)) <= final {
+		ev := <-rec
+		if ev.KV.ModRevision != int64(len(states)) {
+			t.Fatalf("recorder: revision %d, want %d", ev.KV.ModRevision, len(states))
 		}
-		if err != nil {
-			t.Fatal(err)
+		if ev.Type == store.EventDelete {
+			delete(cur, ev.KV.Key)
+		} else {
+			cur[ev.KV.Key] = string(ev.KV.Value)
 		}
 		next := make(state, len(cur))
 		for k, v := range cur {
 			next[k] = v
 		}
 		states = append(states, next)
-	}
-	// More than compactChunk (10000) records to delete: several transactions.
-	for i := range 12000 {
-		key := fmt.Sprintf("/i/%d", i%17)
-		if _, ok := cur[key]; ok && i%11 == 0 {
-			write(key, "")
-		} else {
-			write(key, fmt.Sprint(i))
-		}
 	}
 	last := int64(len(states) - 1)
 	target := last - 50

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -236,7 +237,9 @@ func TestBoltCommitFailureRolledBack(t *testing.T) {
 // return another key's value.
 func TestBoltCommitFailureVisible(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
-	b := openBolt(t, path, testOptions)
+	opts := testOptions
+	opts.Logger = slog.New(slog.DiscardHandler) // the failure is logged: expected here
+	b := openBolt(t, path, opts)
 	ctx := context.Background()
 	mustCreate(t, b, "/a")
 	w, err := b.Watch(ctx, "/", 0, store.WatchOptions{})
