@@ -450,3 +450,81 @@ func TestBoltInterruptedCompaction(t *testing.T) {
 		t.Fatalf("%d log records at or below the compacted revision, want at most one per key (17)", old)
 	}
 }
+
+// TestBoltProgressNeverAhead: with writes inside and outside the prefix
+// racing frequent progress ticks, a progress event at P always comes after
+// every matching event at or below P, and nothing at or below P follows it.
+func TestBoltProgressNeverAhead(t *testing.T) {
+	b := openBolt(t, filepath.Join(t.TempDir(), "state.db"), store.BoltOptions{CompactInterval: -1, NoSync: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type watched struct{ evs []store.Event }
+	var ws []*watched
+	var readers sync.WaitGroup
+	for i := range 8 {
+		var from int64
+		if i%2 == 1 {
+			from, _ = b.CurrentRevision(ctx)
+		}
+		w, err := b.Watch(ctx, "/p/", from, store.WatchOptions{ProgressInterval: 200 * time.Microsecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := &watched{}
+		ws = append(ws, rec)
+		readers.Go(func() {
+			for ev := range w {
+				rec.evs = append(rec.evs, ev)
+			}
+		})
+	}
+	var writers sync.WaitGroup
+	var mu sync.Mutex
+	pRevs := map[int64]bool{}
+	for i := range 6 {
+		writers.Go(func() {
+			for j := range 300 {
+				prefix := "/p/"
+				if i%2 == 1 {
+					prefix = "/other/"
+				}
+				rev, err := b.Create(ctx, fmt.Sprintf("%s%d/%d", prefix, i, j), nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if prefix == "/p/" {
+					mu.Lock()
+					pRevs[rev] = true
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	writers.Wait()
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	readers.Wait()
+	for i, w := range ws {
+		var last int64 // highest revision the watch has vouched for
+		progress := 0
+		for _, ev := range w.evs {
+			if ev.KV.ModRevision < last || (ev.Type != store.EventProgress && ev.KV.ModRevision == last) {
+				t.Fatalf("watch %d: %d event at %d after reaching %d", i, ev.Type, ev.KV.ModRevision, last)
+			}
+			if ev.Type == store.EventProgress {
+				progress++
+				// Every /p/ write at or below this must have come already.
+				for r := range pRevs {
+					if r <= ev.KV.ModRevision && r > last {
+						t.Fatalf("watch %d: progress %d before the event at %d", i, ev.KV.ModRevision, r)
+					}
+				}
+			}
+			last = ev.KV.ModRevision
+		}
+		if progress == 0 {
+			t.Logf("watch %d saw no progress events", i)
+		}
+	}
+}
