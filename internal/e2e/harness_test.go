@@ -71,7 +71,12 @@ func startServer(t testing.TB) *cluster {
 	dir := t.TempDir()
 	c := &cluster{t: t, dataDir: filepath.Join(dir, "data"), kubeconfig: filepath.Join(dir, "kubeconfig.yaml"), port: freePort(t)}
 	c.start()
-	t.Cleanup(func() { c.stop() })
+	t.Cleanup(func() {
+		// Every test ends with SIGTERM, which must shut the server down cleanly.
+		if err := c.stop(); err != nil {
+			t.Errorf("stopping skiff server: %v\n%s", err, c.log)
+		}
+	})
 	return c
 }
 
