@@ -82,6 +82,11 @@ type Bolt struct {
 	done     chan struct{} // closed by Close: stops compactor and watchers
 	wg       sync.WaitGroup
 
+	// broken is set when a commit failed after bbolt made it visible (its
+	// meta page's fsync failed): writes are refused from then on (see
+	// commit). Reads go on.
+	broken atomic.Pointer[error]
+
 	rev       atomic.Int64 // last committed revision
 	compacted atomic.Int64
 	hub       hub

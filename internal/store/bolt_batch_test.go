@@ -100,3 +100,23 @@ func TestBoltOneBatch(t *testing.T) {
 		}
 	}
 }
+
+// TestBoltBrokenRefusesQueued: writes already queued when a visible commit
+// failure stops the store are refused, not committed.
+func TestBoltBrokenRefusesQueued(t *testing.T) {
+	b, err := OpenBolt(filepath.Join(t.TempDir(), "state.db"), BoltOptions{CompactInterval: -1, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	failed := errors.New("fdatasync failed")
+	b.broken.Store(&failed)
+	r := &writeReq{kind: opCreate, key: "/k", value: []byte("v"), done: make(chan writeResult, 1)}
+	b.commit([]*writeReq{r})
+	if got := <-r.done; !errors.Is(got.err, failed) {
+		t.Fatalf("queued write after the failure: %+v", got)
+	}
+	if _, err := b.Get(context.Background(), "/k"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get: %v, want ErrNotFound", err)
+	}
+}

@@ -252,6 +252,31 @@ func TestBoltCommitFailureVisible(t *testing.T) {
 	if !errors.Is(err, fsyncFailed) {
 		t.Fatalf("Create in a failed commit: rev %d, %v; want %v", bRev, err, fsyncFailed)
 	}
+	// Writes stop until the store is reopened.
+	if _, err := b.Create(ctx, "/c", []byte("c")); !errors.Is(err, fsyncFailed) {
+		t.Fatalf("Create after a failed fsync: %v, want it refused with %v", err, fsyncFailed)
+	}
+	// Reads go on, and agree with each other: the file shows /b, so do
+	// the revision and the watch.
+	res, err := b.List(ctx, "/", store.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur, _ := b.CurrentRevision(ctx); cur != res.Revision {
+		t.Fatalf("CurrentRevision %d, List read at %d", cur, res.Revision)
+	}
+	if len(res.KVs) == 2 {
+		if ev := <-w; ev.KV.Key != "/b" || ev.KV.ModRevision != res.Revision {
+			t.Fatalf("watch got %s@%d, want /b@%d", ev.KV.Key, ev.KV.ModRevision, res.Revision)
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b = openBolt(t, path, opts)
+	if w, err = b.Watch(ctx, "/", 1, store.WatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	cRev, err := b.Create(ctx, "/c", []byte("c"))
 	if err != nil {
 		t.Fatal(err)
@@ -282,7 +307,7 @@ func TestBoltCommitFailureVisible(t *testing.T) {
 			t.Fatalf("%s: CurrentRevision %d, list at %d, /c written at %d", when, cur, res.Revision, cRev)
 		}
 	}
-	check(b, "after the failure")
+	check(b, "after reopening")
 	// The watch agrees with the file: every event it delivers is in order
 	// and ends at /c.
 	var last int64
@@ -298,5 +323,5 @@ func TestBoltCommitFailureVisible(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	check(openBolt(t, path, testOptions), "after reopening")
+	check(openBolt(t, path, testOptions), "after reopening twice")
 }

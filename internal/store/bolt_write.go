@@ -66,6 +66,9 @@ func (b *Bolt) submit(ctx context.Context, req *writeReq) writeResult {
 	// The caller may reuse its slice; events and the file keep this copy.
 	req.value = append([]byte{}, req.value...)
 	req.done = make(chan writeResult, 1)
+	if err := b.brokenErr(); err != nil {
+		return writeResult{err: err}
+	}
 	b.closeMu.RLock()
 	if b.closed.Load() {
 		b.closeMu.RUnlock()
@@ -134,7 +137,21 @@ func (b *Bolt) commitLoop() {
 // saving an fsync.
 var errNoWrites = errors.New("no writes")
 
+// brokenErr is the error for writes once a visible commit failed.
+func (b *Bolt) brokenErr() error {
+	if err := b.broken.Load(); err != nil {
+		return fmt.Errorf("store: writes stopped after a failed fsync, restart to recover: %w", *err)
+	}
+	return nil
+}
+
 func (b *Bolt) commit(batch []*writeReq) {
+	if err := b.brokenErr(); err != nil { // queued before the failure
+		for _, req := range batch {
+			req.done <- writeResult{err: err}
+		}
+		return
+	}
 	results := make([]writeResult, len(batch))
 	events := make([]Event, 0, len(batch))
 	var base, rev int64
@@ -193,9 +210,15 @@ func (b *Bolt) commit(batch []*writeReq) {
 		// when bbolt wrote its meta page and only the fsync failed, the
 		// batch is visible to every later transaction (and may or may not
 		// survive a crash). Then memory follows the file, so the revision
-		// counter, lists and watches keep agreeing with each other.
+		// counter, lists and watches keep agreeing with each other, and
+		// later writes are refused: after a failed fsync the kernel may
+		// have dropped pages a later, "successful" fsync would not bring
+		// back, and bbolt has already counted the batch's old pages free
+		// while readers may still use them. etcd stops on this too;
+		// reopening rebuilds everything from the file.
 		if fileRev, verr := b.fileRevision(); verr == nil && fileRev == rev && rev != base {
-			b.opts.Logger.Error("commit reported failed but is visible; its writers get the error", "revision", rev, "err", err)
+			b.opts.Logger.Error("commit failed after it became visible; refusing further writes until restart", "revision", rev, "err", err)
+			b.broken.Store(&err)
 			b.rev.Store(rev)
 			b.hub.publish(events, rev)
 		}
