@@ -127,8 +127,21 @@ func TestAgainstSkiffAPIServer(t *testing.T) {
 	if bin == "" {
 		t.Skip("kubectl not on PATH")
 	}
+	// The tools agreeing is not enough when the server is skiff's own: a
+	// server bug both print the same way would pass. Only these fail.
+	wantFail := map[string]bool{
+		"label deploy shop env=dev":         true, // no --overwrite
+		"create -f {dir}/app.yaml":          true, // already exists
+		"get pod nope":                      true,
+		"apply -f {dir}/invalid.yaml":       true,
+		"create -f {dir}/invalid.yaml":      true,
+		"apply -f {dir}/unknown-field.yaml": true, // strict field validation
+	}
 	up := run(startRealServer(t), true)
 	for i, st := range seq {
+		if failed := up[i].code != 0; failed != wantFail[strings.Join(st.args, " ")] {
+			t.Errorf("step %d (kubectl %s): upstream exit %d\n%s%s", i, strings.Join(st.args, " "), up[i].code, up[i].stdout, up[i].stderr)
+		}
 		if up[i] != ours[i] {
 			t.Errorf("step %d (kubectl %s) differs\n--- kubectl (exit %d)\n%s%s--- ours (exit %d)\n%s%s", i, strings.Join(st.args, " "),
 				up[i].code, up[i].stdout, up[i].stderr, ours[i].code, ours[i].stdout, ours[i].stderr)
