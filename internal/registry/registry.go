@@ -89,8 +89,9 @@ type Strategy interface {
 	// SelectableFields returns the fields a fieldSelector may use, beyond
 	// metadata.name and metadata.namespace (which the apiserver adds).
 	SelectableFields(obj runtime.Object) fields.Set
-	// TableColumns are the server-side Table columns, Name first, as the
-	// Kubernetes printers define them (Priority 1 = only with -o wide).
+	// TableColumns are the server-side Table columns as the Kubernetes
+	// printers define them (Priority 1 = only with -o wide). Name is usually
+	// first; events, as upstream, put it last among the wide columns.
 	TableColumns() []metav1.TableColumnDefinition
 	// TableRow returns one row's cells for obj, in TableColumns order, as of
 	// now (ages are rendered relative to now).
