@@ -72,6 +72,11 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := os.MkdirAll(filepath.Join(dir, "db"), 0o700); err != nil {
 		return err
 	}
+	// The store fsyncs db/ when it creates the state file; make db/'s own
+	// entry durable too, so a power cut after first start cannot lose it.
+	if err := syncDir(dir); err != nil {
+		return err
+	}
 	bundle, err := pki.LoadOrCreate(filepath.Join(dir, "tls"), s.servingNames())
 	if err != nil {
 		return err
@@ -278,4 +283,13 @@ func loopbackFor(bind string) string {
 		return "127.0.0.1"
 	}
 	return bind
+}
+
+func syncDir(path string) error {
+	d, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
