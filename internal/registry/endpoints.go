@@ -81,7 +81,7 @@ func epValidate(ep *corev1.Endpoints) field.ErrorList {
 func epValidateAddress(addr *corev1.EndpointAddress, fldPath *field.Path) field.ErrorList {
 	allErrs := netValidateIP(fldPath.Child("ip"), addr.IP)
 	if addr.Hostname != "" {
-		allErrs = append(allErrs, netValidateDNS1123Label(addr.Hostname, fldPath.Child("hostname"))...)
+		allErrs = append(allErrs, coreDNS1123Label(addr.Hostname, fldPath.Child("hostname"))...)
 	}
 	if addr.NodeName != nil {
 		for _, msg := range apivalidation.NameIsDNSSubdomain(*addr.NodeName, false) {
@@ -96,7 +96,7 @@ func epValidatePort(port *corev1.EndpointPort, requireName bool, fldPath *field.
 	if requireName && port.Name == "" {
 		allErrs = append(allErrs, field.Required(fldPath.Child("name"), ""))
 	} else if port.Name != "" {
-		allErrs = append(allErrs, netValidateDNS1123Label(port.Name, fldPath.Child("name"))...)
+		allErrs = append(allErrs, coreDNS1123Label(port.Name, fldPath.Child("name"))...)
 	}
 	for _, msg := range validation.IsValidPortNum(int(port.Port)) {
 		allErrs = append(allErrs, field.Invalid(fldPath.Child("port"), port.Port, msg))
@@ -107,7 +107,7 @@ func epValidatePort(port *corev1.EndpointPort, requireName bool, fldPath *field.
 		allErrs = append(allErrs, field.NotSupported(fldPath.Child("protocol"), port.Protocol, sets.List(netSupportedProtocols)))
 	}
 	if port.AppProtocol != nil {
-		allErrs = append(allErrs, netValidateQualifiedName(*port.AppProtocol, fldPath.Child("appProtocol"))...)
+		allErrs = append(allErrs, coreQualifiedName(*port.AppProtocol, fldPath.Child("appProtocol"))...)
 	}
 	return allErrs
 }

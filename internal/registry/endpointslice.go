@@ -137,7 +137,7 @@ func epsValidateEndpoints(endpoints []discoveryv1.Endpoint, addrType discoveryv1
 		}
 		allErrs = append(allErrs, metavalidation.ValidateLabels(ep.DeprecatedTopology, topologyPath)...)
 		if ep.Hostname != nil {
-			allErrs = append(allErrs, netValidateDNS1123Label(*ep.Hostname, idxPath.Child("hostname"))...)
+			allErrs = append(allErrs, coreDNS1123Label(*ep.Hostname, idxPath.Child("hostname"))...)
 		}
 		if ep.Hints != nil {
 			allErrs = append(allErrs, epsValidateHints(ep.Hints, idxPath.Child("hints"))...)
@@ -192,7 +192,7 @@ func epsValidatePorts(ports []discoveryv1.EndpointPort, fldPath *field.Path) fie
 			name = *p.Name
 		}
 		if name != "" {
-			allErrs = append(allErrs, netValidateDNS1123Label(name, idxPath.Child("name"))...)
+			allErrs = append(allErrs, coreDNS1123Label(name, idxPath.Child("name"))...)
 		}
 		if names.Has(name) {
 			allErrs = append(allErrs, field.Duplicate(idxPath.Child("name"), name))
@@ -205,7 +205,7 @@ func epsValidatePorts(ports []discoveryv1.EndpointPort, fldPath *field.Path) fie
 			allErrs = append(allErrs, field.NotSupported(idxPath.Child("protocol"), *p.Protocol, sets.List(netSupportedProtocols)))
 		}
 		if p.AppProtocol != nil {
-			allErrs = append(allErrs, netValidateQualifiedName(*p.AppProtocol, idxPath.Child("appProtocol"))...)
+			allErrs = append(allErrs, coreQualifiedName(*p.AppProtocol, idxPath.Child("appProtocol"))...)
 		}
 	}
 	return allErrs

@@ -121,7 +121,7 @@ func ingValidate(ing *networkingv1.Ingress, opts ingOptions) field.ErrorList {
 				}
 				wildcard = true
 			} else {
-				allErrs = append(allErrs, netValidateDNS1123Subdomain(r.Host, rulePath.Child("host"))...)
+				allErrs = append(allErrs, coreDNS1123Subdomain(r.Host, rulePath.Child("host"))...)
 			}
 		}
 		if !wildcard || !opts.allowInvalidWildcardHostRule {
@@ -138,7 +138,7 @@ func ingValidate(ing *networkingv1.Ingress, opts ingOptions) field.ErrorList {
 				}
 				continue
 			}
-			allErrs = append(allErrs, netValidateDNS1123Subdomain(host, hostPath)...)
+			allErrs = append(allErrs, coreDNS1123Subdomain(host, hostPath)...)
 		}
 		if !opts.allowInvalidSecretName {
 			for _, msg := range ingValidateTLSSecretName(tls.SecretName) {
@@ -217,7 +217,7 @@ func ingValidateBackend(b *networkingv1.IngressBackend, fldPath *field.Path) fie
 		r := b.Resource
 		rPath := fldPath.Child("resource")
 		if r.APIGroup != nil {
-			allErrs = append(allErrs, netValidateDNS1123Subdomain(*r.APIGroup, rPath.Child("apiGroup"))...)
+			allErrs = append(allErrs, coreDNS1123Subdomain(*r.APIGroup, rPath.Child("apiGroup"))...)
 		}
 		allErrs = append(allErrs, ingValidatePathSegment(r.Kind, rPath.Child("kind"))...)
 		allErrs = append(allErrs, ingValidatePathSegment(r.Name, rPath.Child("name"))...)

@@ -55,7 +55,7 @@ func ingClassValidate(ic *networkingv1.IngressClass) field.ErrorList {
 	if p := ic.Spec.Parameters; p != nil {
 		pPath := specPath.Child("parameters")
 		if p.APIGroup != nil {
-			allErrs = append(allErrs, netValidateDNS1123Subdomain(*p.APIGroup, pPath.Child("apiGroup"))...)
+			allErrs = append(allErrs, coreDNS1123Subdomain(*p.APIGroup, pPath.Child("apiGroup"))...)
 		}
 		allErrs = append(allErrs, ingValidatePathSegment(p.Kind, pPath.Child("kind"))...)
 		allErrs = append(allErrs, ingValidatePathSegment(p.Name, pPath.Child("name"))...)

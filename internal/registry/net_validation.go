@@ -1,40 +1,17 @@
 package registry
 
 // Small validators shared by the Service, Endpoints, EndpointSlice and
-// Ingress strategies, worded as pkg/apis/core/validation words them.
+// Ingress strategies, worded as pkg/apis/core/validation words them. Name
+// and port validators (coreDNS1123Label, coreValidatePortNumOrName, …) are
+// shared with the core strategies in validation_core.go.
 
 import (
 	"fmt"
 
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	netutils "k8s.io/utils/net"
 )
-
-func netValidateDNS1123Label(value string, fldPath *field.Path) field.ErrorList {
-	var errs field.ErrorList
-	for _, msg := range validation.IsDNS1123Label(value) {
-		errs = append(errs, field.Invalid(fldPath, value, msg))
-	}
-	return errs
-}
-
-func netValidateDNS1123Subdomain(value string, fldPath *field.Path) field.ErrorList {
-	var errs field.ErrorList
-	for _, msg := range validation.IsDNS1123Subdomain(value) {
-		errs = append(errs, field.Invalid(fldPath, value, msg))
-	}
-	return errs
-}
-
-func netValidateQualifiedName(value string, fldPath *field.Path) field.ErrorList {
-	var errs field.ErrorList
-	for _, msg := range validation.IsQualifiedName(value) {
-		errs = append(errs, field.Invalid(fldPath, value, msg))
-	}
-	return errs
-}
 
 // netValidateNonSpecialIP is ValidateNonSpecialIP: no unspecified, loopback
 // or link-local addresses in endpoints and external IPs.
@@ -64,22 +41,4 @@ func netValidateNonSpecialIP(ipAddress string, fldPath *field.Path) field.ErrorL
 // StrictIPCIDRValidation off.
 func netValidateIP(fldPath *field.Path, value string) field.ErrorList {
 	return validation.IsValidIPForLegacyField(fldPath, value, false, nil)
-}
-
-// netValidatePortNumOrName is ValidatePortNumOrName.
-func netValidatePortNumOrName(port intstr.IntOrString, fldPath *field.Path) field.ErrorList {
-	var errs field.ErrorList
-	switch port.Type {
-	case intstr.Int:
-		for _, msg := range validation.IsValidPortNum(port.IntValue()) {
-			errs = append(errs, field.Invalid(fldPath, port.IntValue(), msg))
-		}
-	case intstr.String:
-		for _, msg := range validation.IsValidPortName(port.StrVal) {
-			errs = append(errs, field.Invalid(fldPath, port.StrVal, msg))
-		}
-	default:
-		errs = append(errs, field.InternalError(fldPath, fmt.Errorf("unknown type: %v", port.Type)))
-	}
-	return errs
 }

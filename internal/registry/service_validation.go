@@ -58,7 +58,7 @@ func svcValidate(svc *corev1.Service) field.ErrorList {
 		}
 		// The value (a CNAME) may have a trailing dot to denote it as fully qualified.
 		if cname := strings.TrimSuffix(spec.ExternalName, "."); cname != "" {
-			allErrs = append(allErrs, netValidateDNS1123Subdomain(cname, specPath.Child("externalName"))...)
+			allErrs = append(allErrs, coreDNS1123Subdomain(cname, specPath.Child("externalName"))...)
 		} else {
 			allErrs = append(allErrs, field.Required(specPath.Child("externalName"), ""))
 		}
@@ -193,7 +193,7 @@ func svcValidatePort(sp *corev1.ServicePort, requireName bool, names sets.Set[st
 	if requireName && sp.Name == "" {
 		allErrs = append(allErrs, field.Required(fldPath.Child("name"), ""))
 	} else if sp.Name != "" {
-		allErrs = append(allErrs, netValidateDNS1123Label(sp.Name, fldPath.Child("name"))...)
+		allErrs = append(allErrs, coreDNS1123Label(sp.Name, fldPath.Child("name"))...)
 		if names.Has(sp.Name) {
 			allErrs = append(allErrs, field.Duplicate(fldPath.Child("name"), sp.Name))
 		} else {
@@ -208,9 +208,9 @@ func svcValidatePort(sp *corev1.ServicePort, requireName bool, names sets.Set[st
 	} else if !netSupportedProtocols.Has(sp.Protocol) {
 		allErrs = append(allErrs, field.NotSupported(fldPath.Child("protocol"), sp.Protocol, sets.List(netSupportedProtocols)))
 	}
-	allErrs = append(allErrs, netValidatePortNumOrName(sp.TargetPort, fldPath.Child("targetPort"))...)
+	allErrs = append(allErrs, coreValidatePortNumOrName(sp.TargetPort, fldPath.Child("targetPort"))...)
 	if sp.AppProtocol != nil {
-		allErrs = append(allErrs, netValidateQualifiedName(*sp.AppProtocol, fldPath.Child("appProtocol"))...)
+		allErrs = append(allErrs, coreQualifiedName(*sp.AppProtocol, fldPath.Child("appProtocol"))...)
 	}
 	return allErrs
 }
@@ -271,7 +271,7 @@ func svcValidateLoadBalancerClass(old, svc *corev1.Service) field.ErrorList {
 	}
 	if isLB(svc) {
 		if svc.Spec.LoadBalancerClass != nil {
-			allErrs = append(allErrs, netValidateQualifiedName(*svc.Spec.LoadBalancerClass, path)...)
+			allErrs = append(allErrs, coreQualifiedName(*svc.Spec.LoadBalancerClass, path)...)
 		}
 	} else if svc.Spec.LoadBalancerClass != nil {
 		allErrs = append(allErrs, field.Forbidden(path, "may only be used when `type` is 'LoadBalancer'"))
