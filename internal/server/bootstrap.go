@@ -92,63 +92,54 @@ func (s *Server) bootstrapOnce(ctx context.Context, c kubernetes.Interface) erro
 	return upsertEndpointSlice(ctx, c, slice)
 }
 
-// upsertService gets before it creates: creating a Service that exists
-// with its ClusterIP requested fails on the IP (422, "provided IP is already
-// allocated"), as in Kubernetes, never with AlreadyExists. A changed API
-// port is corrected.
-func upsertService(ctx context.Context, c kubernetes.Interface, want *corev1.Service) error {
-	api := c.CoreV1().Services(want.Namespace)
-	cur, err := api.Get(ctx, want.Name, metav1.GetOptions{})
+// typedClient is the part of a client-go typed client that ensure needs.
+type typedClient[T any] interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error)
+	Create(ctx context.Context, obj T, opts metav1.CreateOptions) (T, error)
+	Update(ctx context.Context, obj T, opts metav1.UpdateOptions) (T, error)
+}
+
+// ensure creates want when it is missing; otherwise, when upToDate(cur) is
+// false, it copies the wanted fields into cur (adopt) and updates it. It
+// gets before it creates: creating the kubernetes Service that exists fails
+// on its requested ClusterIP (422 "provided IP is already allocated", as in
+// Kubernetes), never with AlreadyExists.
+func ensure[T any](ctx context.Context, api typedClient[T], name string, want T, upToDate func(cur T) bool, adopt func(cur T)) error {
+	cur, err := api.Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		_, err = api.Create(ctx, want, metav1.CreateOptions{})
 		return err
 	}
-	if err != nil {
+	if err != nil || upToDate(cur) {
 		return err
 	}
-	if len(cur.Spec.Ports) == 1 && cur.Spec.Ports[0].Port == want.Spec.Ports[0].Port &&
-		cur.Spec.Ports[0].TargetPort == want.Spec.Ports[0].TargetPort {
-		return nil
-	}
-	cur.Spec.Ports = want.Spec.Ports
+	adopt(cur)
 	_, err = api.Update(ctx, cur, metav1.UpdateOptions{})
 	return err
+}
+
+// upsertService keeps the API port right (a restart with another
+// --https-listen-port changes the target port).
+func upsertService(ctx context.Context, c kubernetes.Interface, want *corev1.Service) error {
+	return ensure(ctx, c.CoreV1().Services(want.Namespace), want.Name, want,
+		func(cur *corev1.Service) bool {
+			return len(cur.Spec.Ports) == 1 && cur.Spec.Ports[0].Port == want.Spec.Ports[0].Port &&
+				cur.Spec.Ports[0].TargetPort == want.Spec.Ports[0].TargetPort
+		},
+		func(cur *corev1.Service) { cur.Spec.Ports = want.Spec.Ports })
 }
 
 func upsertEndpoints(ctx context.Context, c kubernetes.Interface, want *corev1.Endpoints) error {
-	api := c.CoreV1().Endpoints(want.Namespace)
-	cur, err := api.Get(ctx, want.Name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		_, err = api.Create(ctx, want, metav1.CreateOptions{})
-		return err
-	}
-	if err != nil {
-		return err
-	}
-	if apiequality.Semantic.DeepEqual(cur.Subsets, want.Subsets) {
-		return nil
-	}
-	cur.Subsets = want.Subsets
-	_, err = api.Update(ctx, cur, metav1.UpdateOptions{})
-	return err
+	return ensure(ctx, c.CoreV1().Endpoints(want.Namespace), want.Name, want,
+		func(cur *corev1.Endpoints) bool { return apiequality.Semantic.DeepEqual(cur.Subsets, want.Subsets) },
+		func(cur *corev1.Endpoints) { cur.Subsets = want.Subsets })
 }
 
 func upsertEndpointSlice(ctx context.Context, c kubernetes.Interface, want *discoveryv1.EndpointSlice) error {
-	api := c.DiscoveryV1().EndpointSlices(want.Namespace)
-	cur, err := api.Get(ctx, want.Name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		_, err = api.Create(ctx, want, metav1.CreateOptions{})
-		return err
-	}
-	if err != nil {
-		return err
-	}
-	if len(cur.Endpoints) == 1 && len(cur.Endpoints[0].Addresses) == 1 &&
-		cur.Endpoints[0].Addresses[0] == want.Endpoints[0].Addresses[0] &&
-		len(cur.Ports) == 1 && cur.Ports[0].Port != nil && *cur.Ports[0].Port == *want.Ports[0].Port {
-		return nil
-	}
-	cur.Endpoints, cur.Ports = want.Endpoints, want.Ports
-	_, err = api.Update(ctx, cur, metav1.UpdateOptions{})
-	return err
+	return ensure(ctx, c.DiscoveryV1().EndpointSlices(want.Namespace), want.Name, want,
+		func(cur *discoveryv1.EndpointSlice) bool {
+			return apiequality.Semantic.DeepEqual(cur.Endpoints, want.Endpoints) &&
+				apiequality.Semantic.DeepEqual(cur.Ports, want.Ports)
+		},
+		func(cur *discoveryv1.EndpointSlice) { cur.Endpoints, cur.Ports = want.Endpoints, want.Ports })
 }
