@@ -27,14 +27,34 @@ import (
 // +1 on every spec change. (Kubernetes also bumps it when a graceful
 // deletion starts; that part belongs to the apiserver's delete.)
 
-func pods() *Resource {
+func pods() *Resource { return podsWith(Config{}) }
+
+// podsWith is pods with the DefaultTolerationSeconds admission values of
+// cfg (300 s each when unset).
+func podsWith(cfg Config) *Resource {
+	tol := podTolerationDefaults{notReady: 300, unreachable: 300}
+	if cfg.DefaultNotReadyTolerationSeconds > 0 {
+		tol.notReady = cfg.DefaultNotReadyTolerationSeconds
+	}
+	if cfg.DefaultUnreachableTolerationSeconds > 0 {
+		tol.unreachable = cfg.DefaultUnreachableTolerationSeconds
+	}
 	return &Resource{Version: "v1", Resource: "pods", Singular: "pod", Kind: "Pod", ListKind: "PodList", Namespaced: true,
 		ShortNames: []string{"po"}, Categories: []string{"all"}, Subresources: []string{"status", "binding"},
 		New: func() runtime.Object { return &corev1.Pod{} }, NewList: func() runtime.Object { return &corev1.PodList{} },
-		Strategy: podStrategy{BaseStrategy{Namespaced: true, HasStatus: true, Generation: true}}}
+		Strategy: podStrategy{BaseStrategy{Namespaced: true, HasStatus: true, Generation: true}, tol}}
 }
 
-type podStrategy struct{ BaseStrategy }
+type podStrategy struct {
+	BaseStrategy
+	tolerations podTolerationDefaults
+}
+
+// podTolerationDefaults are the tolerationSeconds the DefaultTolerationSeconds
+// admission plugin gives the not-ready and unreachable NoExecute tolerations
+// (kube-apiserver's --default-not-ready-toleration-seconds and
+// --default-unreachable-toleration-seconds).
+type podTolerationDefaults struct{ notReady, unreachable int64 }
 
 var (
 	_ Strategy        = podStrategy{}
@@ -106,14 +126,11 @@ func corePodDefaultHostNetworkPorts(containers []corev1.Container) {
 	}
 }
 
-// Tolerations the DefaultTolerationSeconds admission plugin adds.
-var corePodDefaultTolerationSeconds = int64(300)
-
 // PrepareForCreate runs the pod admission defaults, then resets status to
 // Pending with the computed QoS class and sets generation 1.
 func (s podStrategy) PrepareForCreate(_ context.Context, obj runtime.Object) {
 	pod := obj.(*corev1.Pod)
-	corePodAdmit(pod)
+	corePodAdmit(pod, s.tolerations)
 	pod.Generation = 1
 	pod.Status = corev1.PodStatus{Phase: corev1.PodPending, QOSClass: corePodQOS(pod)}
 	if len(pod.Spec.SchedulingGates) > 0 {
@@ -126,7 +143,7 @@ func (s podStrategy) PrepareForCreate(_ context.Context, obj runtime.Object) {
 
 // corePodAdmit applies what the ServiceAccount, DefaultTolerationSeconds
 // and Priority admission plugins change on a new pod.
-func corePodAdmit(pod *corev1.Pod) {
+func corePodAdmit(pod *corev1.Pod, tol podTolerationDefaults) {
 	if _, mirror := pod.Annotations[corev1.MirrorPodAnnotationKey]; !mirror && pod.Spec.ServiceAccountName == "" {
 		pod.Spec.ServiceAccountName = "default"
 	}
@@ -143,11 +160,12 @@ func corePodAdmit(pod *corev1.Pod) {
 		}
 	}
 	for _, add := range []struct {
-		has bool
-		key string
-	}{{notReady, corev1.TaintNodeNotReady}, {unreachable, corev1.TaintNodeUnreachable}} {
+		has  bool
+		key  string
+		secs int64
+	}{{notReady, corev1.TaintNodeNotReady, tol.notReady}, {unreachable, corev1.TaintNodeUnreachable, tol.unreachable}} {
 		if !add.has {
-			secs := corePodDefaultTolerationSeconds
+			secs := add.secs
 			pod.Spec.Tolerations = append(pod.Spec.Tolerations, corev1.Toleration{
 				Key: add.key, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: &secs})
 		}

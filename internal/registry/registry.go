@@ -148,6 +148,10 @@ type Config struct {
 	ServiceCIDR   netip.Prefix // default 10.43.0.0/16
 	NodePortFirst int          // default 30000
 	NodePortLast  int          // default 32767
+	// tolerationSeconds of the NoExecute tolerations for the not-ready and
+	// unreachable taints added to every pod that has none; default 300.
+	DefaultNotReadyTolerationSeconds    int64
+	DefaultUnreachableTolerationSeconds int64
 }
 
 // Resources returns every resource skiff serves, in discovery order.
@@ -164,7 +168,7 @@ func Resources(cfg Config) ([]*Resource, error) {
 	}
 	return []*Resource{
 		// core/v1
-		namespaces(), pods(), nodes(), events(), configMaps(), secrets(),
+		namespaces(), podsWith(cfg), nodes(), events(), configMaps(), secrets(),
 		serviceAccounts(), svc, endpoints(),
 		// apps/v1
 		deployments(), replicaSets(),
