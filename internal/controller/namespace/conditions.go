@@ -71,7 +71,9 @@ func (u *conditionUpdater) groupVersionErr(err error) {
 		LastTransitionTime: metav1.Now(), Reason: "GroupVersionParsingFailed", Message: err.Error()})
 }
 
-func (u *conditionUpdater) deleteContentErr(err error) { u.contentErrors = append(u.contentErrors, err) }
+func (u *conditionUpdater) deleteContentErr(err error) {
+	u.contentErrors = append(u.contentErrors, err)
+}
 
 func (u *conditionUpdater) contentTotals(r remaining) {
 	if len(r.byResource) > 0 {

@@ -149,9 +149,18 @@ func TestNamespaceIsEmptiedAndRemoved(t *testing.T) {
 			c.Message == "Some resources are remaining: pods. has 1 resource instances", nil
 	})
 	for _, list := range []func() (int, error){
-		func() (int, error) { l, err := client.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{}); return len(l.Items), err },
-		func() (int, error) { l, err := client.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{}); return len(l.Items), err },
-		func() (int, error) { l, err := client.CoreV1().Services(ns).List(ctx, metav1.ListOptions{}); return len(l.Items), err },
+		func() (int, error) {
+			l, err := client.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
+			return len(l.Items), err
+		},
+		func() (int, error) {
+			l, err := client.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
+			return len(l.Items), err
+		},
+		func() (int, error) {
+			l, err := client.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
+			return len(l.Items), err
+		},
 	} {
 		// Ordered deletion: nothing else goes while pods remain.
 		if n, err := list(); err != nil || n != 3 {
