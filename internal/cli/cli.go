@@ -33,6 +33,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		Commands: []*cli.Command{
 			serverCommand(),
 			kubectlCommand(stdin, stdout, stderr),
+			simCommand(),
 		},
 		// Errors are printed once, here, not also by urfave/cli.
 		ExitErrHandler: func(*cli.Context, error) {},
@@ -81,6 +82,12 @@ func serverCommand() *cli.Command {
 			&cli.StringFlag{Name: "cluster-domain", Value: server.DefaultClusterDomain, Usage: "cluster domain"},
 			&cli.StringFlag{Name: "service-node-port-range", Value: server.DefaultNodePortRange, Usage: "NodePort range"},
 			&cli.StringFlag{Name: "datastore-endpoint", Usage: "external datastore (not yet supported; bbolt is built in)"},
+			&cli.DurationFlag{Name: "node-monitor-grace-period", Value: server.DefaultNodeMonitorGracePeriod, Usage: "how long a node may go without a heartbeat before it is marked Unknown"},
+			&cli.Int64Flag{Name: "default-not-ready-toleration-seconds", Value: server.DefaultTolerationSeconds, Usage: "tolerationSeconds given to pods for the not-ready:NoExecute taint"},
+			&cli.Int64Flag{Name: "default-unreachable-toleration-seconds", Value: server.DefaultTolerationSeconds, Usage: "tolerationSeconds given to pods for the unreachable:NoExecute taint"},
+			&cli.DurationFlag{Name: "event-ttl", Value: server.DefaultEventTTL, Usage: "how long events are kept"},
+			&cli.BoolFlag{Name: "disable-scheduler", Usage: "do not run the scheduler"},
+			&cli.BoolFlag{Name: "disable-controller-manager", Usage: "do not run the controllers"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
@@ -110,6 +117,13 @@ func serverCommand() *cli.Command {
 				ClusterDomain:       c.String("cluster-domain"),
 				NodePortRange:       c.String("service-node-port-range"),
 				DatastoreEndpoint:   c.String("datastore-endpoint"),
+
+				NodeMonitorGracePeriod:              c.Duration("node-monitor-grace-period"),
+				DefaultNotReadyTolerationSeconds:    c.Int64("default-not-ready-toleration-seconds"),
+				DefaultUnreachableTolerationSeconds: c.Int64("default-unreachable-toleration-seconds"),
+				EventTTL:                            c.Duration("event-ttl"),
+				DisableScheduler:                    c.Bool("disable-scheduler"),
+				DisableControllerManager:            c.Bool("disable-controller-manager"),
 			}
 			log := newLogger(c)
 			srv, err := server.New(cfg, log)

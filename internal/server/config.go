@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Config is the typed form of `skiff server` flags.
@@ -30,6 +31,15 @@ type Config struct {
 	ClusterDomain       string
 	NodePortRange       string // "30000-32767"
 	DatastoreEndpoint   string // "" = bbolt in DATA/server/db
+
+	// Control-plane tuning, named after the kube-controller-manager and
+	// kube-apiserver flags they mirror.
+	NodeMonitorGracePeriod              time.Duration // 40s: lease age after which a node is Unknown
+	DefaultNotReadyTolerationSeconds    int64         // 300
+	DefaultUnreachableTolerationSeconds int64         // 300
+	EventTTL                            time.Duration // 1h
+	DisableScheduler                    bool
+	DisableControllerManager            bool
 }
 
 // Defaults mirror k3s.
@@ -41,11 +51,16 @@ const (
 	DefaultClusterDNS    = "10.43.0.10"
 	DefaultClusterDomain = "cluster.local"
 	DefaultNodePortRange = "30000-32767"
+
+	DefaultNodeMonitorGracePeriod = 40 * time.Second
+	DefaultTolerationSeconds      = 300
+	DefaultEventTTL               = time.Hour
 )
 
 // resolved holds the parsed and derived settings.
 type resolved struct {
 	serviceCIDR   netip.Prefix
+	clusterCIDR   netip.Prefix
 	apiServiceIP  netip.Addr // first address of the service CIDR (10.43.0.1)
 	nodePortFirst int
 	nodePortLast  int
@@ -81,6 +96,18 @@ func (c *Config) setDefaults() {
 	if c.NodePortRange == "" {
 		c.NodePortRange = DefaultNodePortRange
 	}
+	if c.NodeMonitorGracePeriod == 0 {
+		c.NodeMonitorGracePeriod = DefaultNodeMonitorGracePeriod
+	}
+	if c.DefaultNotReadyTolerationSeconds == 0 {
+		c.DefaultNotReadyTolerationSeconds = DefaultTolerationSeconds
+	}
+	if c.DefaultUnreachableTolerationSeconds == 0 {
+		c.DefaultUnreachableTolerationSeconds = DefaultTolerationSeconds
+	}
+	if c.EventTTL == 0 {
+		c.EventTTL = DefaultEventTTL
+	}
 }
 
 func (c *Config) resolve() (resolved, error) {
@@ -99,8 +126,22 @@ func (c *Config) resolve() (resolved, error) {
 		r.serviceCIDR = svc.Masked()
 		r.apiServiceIP = r.serviceCIDR.Addr().Next()
 	}
-	if p, err := netip.ParsePrefix(c.ClusterCIDR); err != nil || !p.Addr().Is4() {
-		errs = append(errs, fmt.Errorf("--cluster-cidr %q: need an IPv4 CIDR", c.ClusterCIDR))
+	if p, err := netip.ParsePrefix(c.ClusterCIDR); err != nil || !p.Addr().Is4() || p.Bits() > 24 {
+		errs = append(errs, fmt.Errorf("--cluster-cidr %q: need an IPv4 CIDR of /24 or larger (each node gets a /24)", c.ClusterCIDR))
+	} else {
+		r.clusterCIDR = p.Masked()
+		if r.serviceCIDR.IsValid() && r.clusterCIDR.Overlaps(r.serviceCIDR) {
+			errs = append(errs, fmt.Errorf("--cluster-cidr %s overlaps --service-cidr %s", r.clusterCIDR, r.serviceCIDR))
+		}
+	}
+	if c.NodeMonitorGracePeriod < time.Second {
+		errs = append(errs, fmt.Errorf("--node-monitor-grace-period %s: must be at least 1s", c.NodeMonitorGracePeriod))
+	}
+	if c.DefaultNotReadyTolerationSeconds < 0 || c.DefaultUnreachableTolerationSeconds < 0 {
+		errs = append(errs, errors.New("--default-not-ready-toleration-seconds and --default-unreachable-toleration-seconds must not be negative"))
+	}
+	if c.EventTTL < time.Second {
+		errs = append(errs, fmt.Errorf("--event-ttl %s: must be at least 1s", c.EventTTL))
 	}
 	if ip, err := netip.ParseAddr(c.ClusterDNS); err != nil || (r.serviceCIDR.IsValid() && !r.serviceCIDR.Contains(ip)) {
 		errs = append(errs, fmt.Errorf("--cluster-dns %q: need an IP inside --service-cidr", c.ClusterDNS))

@@ -34,9 +34,10 @@ var Version = "dev"
 
 // Server is the control plane of one skiff process.
 type Server struct {
-	cfg Config
-	res resolved
-	log *slog.Logger
+	cfg     Config
+	res     resolved
+	log     *slog.Logger
+	baseLog *slog.Logger // without the component attribute, for the controllers
 
 	ready chan struct{} // closed once the API serves and bootstrap objects exist
 	// Filled by Run, for the agent half and tests.
@@ -54,7 +55,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{cfg: cfg, res: res, log: log.With("component", "server"), ready: make(chan struct{})}, nil
+	return &Server{cfg: cfg, res: res, log: log.With("component", "server"), baseLog: log, ready: make(chan struct{})}, nil
 }
 
 // Ready is closed once the API is serving and bootstrapped.
@@ -95,6 +96,9 @@ func (s *Server) Run(ctx context.Context) error {
 		ServiceCIDR:   s.res.serviceCIDR,
 		NodePortFirst: s.res.nodePortFirst,
 		NodePortLast:  s.res.nodePortLast,
+
+		DefaultNotReadyTolerationSeconds:    s.cfg.DefaultNotReadyTolerationSeconds,
+		DefaultUnreachableTolerationSeconds: s.cfg.DefaultUnreachableTolerationSeconds,
 	})
 	if err != nil {
 		return err
@@ -186,7 +190,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		close(s.ready)
 		s.log.Info("skiff server is ready", "node", s.res.nodeName, "kubeconfig", s.cfg.WriteKubeconfig)
-		return nil
+		return s.runControlPlane(gctx, bundle.CA, server)
 	})
 	err = g.Wait()
 	s.log.Info("skiff server stopped")

@@ -1,0 +1,139 @@
+package server
+
+import (
+	"context"
+	"fmt"
+
+	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
+
+	"github.com/skiff-dev/skiff/internal/controller"
+	"github.com/skiff-dev/skiff/internal/controller/eventttl"
+	"github.com/skiff-dev/skiff/internal/pki"
+)
+
+// runner is a built controller (or the scheduler).
+type runner interface {
+	Run(ctx context.Context, workers int) error
+}
+
+type component struct {
+	name    string
+	workers int
+	run     runner
+}
+
+// runControlPlane runs the scheduler and the controllers — the parts
+// kube-scheduler and kube-controller-manager are in Kubernetes — as API
+// clients with their own identities, until ctx ends.
+func (s *Server) runControlPlane(ctx context.Context, ca *pki.CA, server string) error {
+	g, ctx := errgroup.WithContext(ctx)
+	if !s.cfg.DisableControllerManager {
+		cc, stop, err := s.componentContext(ctx, ca, server, "system:kube-controller-manager")
+		if err != nil {
+			return err
+		}
+		defer stop()
+		comps, err := s.controllers(cc)
+		if err != nil {
+			return err
+		}
+		start(ctx, g, cc, comps)
+	}
+	if !s.cfg.DisableScheduler {
+		cc, stop, err := s.componentContext(ctx, ca, server, "system:kube-scheduler")
+		if err != nil {
+			return err
+		}
+		defer stop()
+		comps, err := s.schedulers(cc)
+		if err != nil {
+			return err
+		}
+		start(ctx, g, cc, comps)
+	}
+	return g.Wait()
+}
+
+// start starts the informers the components registered, then the components.
+func start(ctx context.Context, g *errgroup.Group, cc controller.Context, comps []component) {
+	cc.Informers.Start(ctx.Done())
+	for _, c := range comps {
+		g.Go(func() error {
+			if err := c.run.Run(ctx, c.workers); err != nil {
+				return fmt.Errorf("%s: %w", c.name, err)
+			}
+			return nil
+		})
+	}
+}
+
+// controllers builds kube-controller-manager's share of the control plane.
+func (s *Server) controllers(cc controller.Context) ([]component, error) {
+	var comps []component
+	add := func(name string, workers int, r runner, err error) error {
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		comps = append(comps, component{name, workers, r})
+		return nil
+	}
+	ttl, err := eventttl.New(cc, eventttl.Options{TTL: s.cfg.EventTTL})
+	if err := add("event-ttl", 1, ttl, err); err != nil {
+		return nil, err
+	}
+	return comps, nil
+}
+
+// schedulers builds kube-scheduler's share.
+func (s *Server) schedulers(cc controller.Context) ([]component, error) {
+	return nil, nil
+}
+
+// componentContext builds clients for one control-plane component, with a
+// client certificate naming it, and starts its event recorder.
+func (s *Server) componentContext(ctx context.Context, ca *pki.CA, server, user string) (controller.Context, func(), error) {
+	kp, err := ca.IssueClient(user, nil)
+	if err != nil {
+		return controller.Context{}, nil, err
+	}
+	cfg := &rest.Config{
+		Host:            server,
+		TLSClientConfig: rest.TLSClientConfig{CAData: ca.CertPEM, CertData: kp.CertPEM, KeyData: kp.KeyPEM},
+		UserAgent:       user + " skiff/" + Version,
+		// In-process and trusted: the store's write batching, not a
+		// client-side token bucket, is what paces the control plane.
+		QPS:   1000,
+		Burst: 2000,
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return controller.Context{}, nil, err
+	}
+	md, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return controller.Context{}, nil, err
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return controller.Context{}, nil, err
+	}
+	events := controller.StartEvents(ctx, client)
+	cc := controller.Context{
+		Client:    client,
+		Informers: informers.NewSharedInformerFactory(client, 0),
+		Metadata:  md,
+		Dynamic:   dyn,
+		Recorder:  events.Recorder,
+		Log:       s.baseLog.With("user", user),
+	}
+	stop := func() {
+		cc.Informers.Shutdown()
+		events.Shutdown()
+	}
+	return cc, stop, nil
+}
