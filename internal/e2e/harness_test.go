@@ -51,6 +51,7 @@ type cluster struct {
 	cmd        *exec.Cmd
 	log        *syncBuffer
 	exited     chan error
+	extraArgs  []string // more `skiff server` flags
 }
 
 func freePort(t testing.TB) int {
@@ -66,10 +67,10 @@ func freePort(t testing.TB) int {
 // startServer starts skiff on a free loopback port with its own data dir
 // and waits until the API answers and the kubeconfig exists. The server is
 // stopped when the test ends.
-func startServer(t testing.TB) *cluster {
+func startServer(t testing.TB, extraArgs ...string) *cluster {
 	t.Helper()
 	dir := t.TempDir()
-	c := &cluster{t: t, dataDir: filepath.Join(dir, "data"), kubeconfig: filepath.Join(dir, "kubeconfig.yaml"), port: freePort(t)}
+	c := &cluster{t: t, dataDir: filepath.Join(dir, "data"), kubeconfig: filepath.Join(dir, "kubeconfig.yaml"), port: freePort(t), extraArgs: extraArgs}
 	c.start()
 	t.Cleanup(func() {
 		// Every test ends with SIGTERM, which must shut the server down cleanly.
@@ -87,6 +88,7 @@ func (c *cluster) start() {
 		"--data-dir", c.dataDir, "--write-kubeconfig", c.kubeconfig,
 		"--bind-address", "127.0.0.1", "--https-listen-port", fmt.Sprint(c.port),
 	)
+	c.cmd.Args = append(c.cmd.Args, c.extraArgs...)
 	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
 	if err := c.cmd.Start(); err != nil {
 		c.t.Fatal(err)
