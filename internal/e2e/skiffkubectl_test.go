@@ -9,7 +9,8 @@ import (
 // kubectl` and the upstream kubectl and expects the same output.
 func TestSkiffKubectlMatchesUpstream(t *testing.T) {
 	kubectl := kubectlBinaries(t)["path"]
-	c := startServer(t)
+	// No controllers: both clients must see the same objects.
+	c := startServer(t, "--disable-controller-manager", "--disable-scheduler")
 	c.mustKubectl(kubectl, webManifest, "apply", "-f", "-")
 
 	// skiff kubectl apply interoperates: the same manifest is unchanged.

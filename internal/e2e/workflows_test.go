@@ -25,9 +25,13 @@ import (
 // TestKubectlWorkflows runs the everyday kubectl commands a Kubernetes user
 // types against one server, with every installed upstream kubectl. Each
 // workflow works in its own namespace and removes what it made.
+//
+// These workflows check the API's behaviour as kubectl sees it, so the
+// controllers are off: objects stay exactly as the commands left them
+// (controlplane_test.go tests the controllers).
 func TestKubectlWorkflows(t *testing.T) {
 	bins := kubectlBinaries(t)
-	c := startServer(t)
+	c := startServer(t, "--disable-controller-manager", "--disable-scheduler")
 	versions := make([]string, 0, len(bins))
 	for v := range bins {
 		versions = append(versions, v)
