@@ -9,7 +9,8 @@ DIR=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)
 
 "$BIN" server --data-dir "$DATA_DIR" --write-kubeconfig "$KUBECONFIG_OUT" --disable-agent &
 pid=$!
-trap 'kill -TERM $pid 2>/dev/null; wait $pid' INT TERM
+sim=
+trap 'kill -TERM $sim $pid 2>/dev/null; wait' INT TERM
 
 export KUBECONFIG="$KUBECONFIG_OUT"
 i=0
@@ -22,13 +23,23 @@ until [ -s "$KUBECONFIG_OUT" ] && "$BIN" kubectl get namespace default >/dev/nul
 	sleep 0.1
 done
 
+# The agent that runs containers is not built yet: two simulated nodes take
+# the pods instead (they report them Running without starting anything).
+"$BIN" sim --nodes 2 --kubeconfig "$KUBECONFIG_OUT" &
+sim=$!
+
 "$BIN" kubectl apply -f "$DIR/testdata/demo/"
-"$BIN" kubectl get all
+kubectl=kubectl
+command -v kubectl >/dev/null 2>&1 || kubectl="$BIN kubectl"
+$kubectl rollout status deployment/web --timeout=60s
+"$BIN" kubectl get nodes,pods,svc,endpoints -o wide
 cat <<MSG
 
-skiff is running (pid $pid). Try:
+skiff is running (server pid $pid, simulated nodes pid $sim). Try:
   export KUBECONFIG=$KUBECONFIG_OUT
   kubectl get ns,svc,deploy -A          # upstream kubectl works unchanged
+  kubectl scale deployment/web --replicas=5 && kubectl get pods -o wide
+  kubectl describe deployment web
   $BIN kubectl get pods -o wide         # or the embedded client
 Ctrl-C stops the server; state stays in $DATA_DIR.
 MSG
