@@ -34,6 +34,8 @@ func subresourceInfo(r *registry.Resource, sub string) (kind schema.GroupVersion
 		return schema.GroupVersionKind{Version: "v1", Kind: "Binding"}, metav1.Verbs{"create"}
 	case "finalize":
 		return r.GVK(), metav1.Verbs{"update"}
+	case tokenSubresource:
+		return tokenRequestGVK, metav1.Verbs{"create"}
 	}
 	return r.GVK(), metav1.Verbs{"get"}
 }

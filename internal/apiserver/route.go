@@ -194,6 +194,9 @@ func splitPath(p string) []string {
 
 func (s *Server) serveRootPaths(w http.ResponseWriter, r *http.Request) {
 	paths := []string{"/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v2", "/openapi/v3", "/readyz", "/version"}
+	if _, ok := s.cfg.TokenIssuer.(OpenIDMetadata); ok {
+		paths = append(paths, openIDConfigPath, jwksPath)
+	}
 	for _, g := range s.groups {
 		if g.name == "" {
 			continue
@@ -238,6 +241,9 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, ri *reqIn
 			return
 		}
 		s.bind(w, r, ri)
+		return
+	case tokenSubresource:
+		s.serveToken(w, r, ri)
 		return
 	case "finalize":
 		if r.Method != http.MethodPut {

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,7 +46,11 @@ type Config struct {
 	OpenAPI http.Handler
 	// Version is served at /version.
 	Version version.Info
-	Logger  *slog.Logger
+	// TokenIssuer serves serviceaccounts/token (TokenRequest) and, when it
+	// implements OpenIDMetadata, the issuer discovery documents; nil leaves
+	// them unserved.
+	TokenIssuer TokenIssuer
+	Logger      *slog.Logger
 }
 
 // Server is the HTTP API server. Build it with New, call Init once, then
@@ -91,6 +96,14 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.TokenIssuer != nil {
+		cfg.Resources = slices.Clone(cfg.Resources) // the caller's slice stays as it was
+		for i, r := range cfg.Resources {
+			if r != nil {
+				cfg.Resources[i] = withTokenSubresource(r)
+			}
+		}
 	}
 	s := &Server{
 		cfg:   cfg,
@@ -200,6 +213,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		r = r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
+	}
+	if s.cfg.TokenIssuer != nil && s.serveOpenID(w, r) {
+		return
 	}
 	if path == "/openapi/v2" || path == "/openapi/v3" || strings.HasPrefix(path, "/openapi/v3/") {
 		if s.cfg.OpenAPI == nil {
