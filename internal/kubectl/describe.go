@@ -61,7 +61,7 @@ type describeItem struct {
 // with NAME instead.
 func runDescribe(e *env, o *describeOptions, args []string) error {
 	if len(args) == 0 && len(o.filenames) == 0 {
-		return errors.New("You must specify the type of resource to describe. Use \"kubectl api-resources\" for a complete list of supported resources.\n")
+		return errors.New("You must specify the type of resource to describe. Use \"kubectl api-resources\" for a complete list of supported resources.")
 	}
 	var items []describeItem
 	var errs []error
