@@ -17,8 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
-	"k8s.io/client-go/tools/cache"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/skiff-dev/skiff/internal/controller"
 )
@@ -441,7 +441,9 @@ func TestTruncateEndpoints(t *testing.T) {
 }
 
 func TestRepackSubsets(t *testing.T) {
-	ref := func(uid string) *corev1.ObjectReference { return &corev1.ObjectReference{Kind: "Pod", UID: types.UID(uid)} }
+	ref := func(uid string) *corev1.ObjectReference {
+		return &corev1.ObjectReference{Kind: "Pod", UID: types.UID(uid)}
+	}
 	a := corev1.EndpointAddress{IP: "10.0.0.2", TargetRef: ref("a")}
 	b := corev1.EndpointAddress{IP: "10.0.0.1", TargetRef: ref("b")}
 	p1 := corev1.EndpointPort{Name: "x", Port: 1, Protocol: corev1.ProtocolTCP}
