@@ -6,11 +6,14 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/utils/ptr"
 
 	"github.com/skiff-dev/skiff/internal/controller/controllertest"
@@ -21,6 +24,7 @@ type env struct {
 	t      *testing.T
 	ctx    context.Context
 	client kubernetes.Interface
+	meta   metadata.Interface
 	gc     *Controller
 }
 
@@ -41,7 +45,7 @@ func startEnv(t *testing.T) *env {
 	})
 	cc.Informers.Start(ctx.Done())
 	go func() { defer close(done); _ = gc.Run(ctx, 2) }()
-	return &env{t: t, ctx: ctx, client: api.Client, gc: gc}
+	return &env{t: t, ctx: ctx, client: api.Client, meta: cc.Metadata, gc: gc}
 }
 
 func ownerRef(cm *corev1.ConfigMap, block bool) metav1.OwnerReference {
@@ -250,5 +254,86 @@ func TestOwnerInAnotherNamespace(t *testing.T) {
 	})
 	if _, err := e.client.CoreV1().ConfigMaps("default").Get(e.ctx, "owner", metav1.GetOptions{}); err != nil {
 		t.Fatalf("the real owner was touched: %v", err)
+	}
+}
+
+// TestDeploymentCascade is the user-visible contract with the workload
+// kinds (no workload controllers run: the objects are made by hand, with
+// the owner references those controllers set).
+func TestDeploymentCascade(t *testing.T) {
+	for _, policy := range []metav1.DeletionPropagation{metav1.DeletePropagationBackground, metav1.DeletePropagationForeground, metav1.DeletePropagationOrphan} {
+		t.Run(string(policy), func(t *testing.T) {
+			e := startEnv(t)
+			labels := map[string]string{"app": "web"}
+			tmpl := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "nginx"}}}}
+			d, err := e.client.AppsV1().Deployments("default").Create(e.ctx, &appsv1.Deployment{
+				ObjectMeta: metav1.ObjectMeta{Name: "web"},
+				Spec:       appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: labels}, Template: tmpl},
+			}, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctrl := func(apiVersion, kind, name string, uid types.UID) []metav1.OwnerReference {
+				return []metav1.OwnerReference{{APIVersion: apiVersion, Kind: kind, Name: name, UID: uid,
+					Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}}
+			}
+			rs, err := e.client.AppsV1().ReplicaSets("default").Create(e.ctx, &appsv1.ReplicaSet{
+				ObjectMeta: metav1.ObjectMeta{Name: "web-1", OwnerReferences: ctrl("apps/v1", "Deployment", d.Name, d.UID)},
+				Spec:       appsv1.ReplicaSetSpec{Selector: &metav1.LabelSelector{MatchLabels: labels}, Template: tmpl},
+			}, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 3 {
+				p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("web-1-%d", i), Labels: labels,
+					OwnerReferences: ctrl("apps/v1", "ReplicaSet", rs.Name, rs.UID)}, Spec: tmpl.Spec}
+				if _, err := e.client.CoreV1().Pods("default").Create(e.ctx, p, metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.waitInGraph(d.UID)
+			e.waitInGraph(rs.UID)
+			// Through the metadata client: the API server rejects the
+			// apps/v1 DeleteOptions body the typed client sends (reported).
+			deployments := schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}
+			if err := e.meta.Resource(deployments).Namespace("default").Delete(e.ctx, "web", metav1.DeleteOptions{PropagationPolicy: &policy}); err != nil {
+				t.Fatal(err)
+			}
+			e.waitFor("the deployment to go", func() (bool, error) {
+				_, err := e.client.AppsV1().Deployments("default").Get(e.ctx, "web", metav1.GetOptions{})
+				return apierrors.IsNotFound(err), nil
+			})
+			if policy == metav1.DeletePropagationOrphan {
+				got, err := e.client.AppsV1().ReplicaSets("default").Get(e.ctx, "web-1", metav1.GetOptions{})
+				if err != nil {
+					t.Fatalf("orphaned replicaset: %v", err)
+				}
+				if len(got.OwnerReferences) != 0 {
+					t.Errorf("orphaned replicaset keeps ownerReferences %v", got.OwnerReferences)
+				}
+				pods, err := e.client.CoreV1().Pods("default").List(e.ctx, metav1.ListOptions{})
+				if err != nil || len(pods.Items) != 3 {
+					t.Fatalf("pods after orphaning: %d, err %v; want 3", len(pods.Items), err)
+				}
+				for _, p := range pods.Items {
+					if len(p.OwnerReferences) != 1 || p.OwnerReferences[0].UID != rs.UID {
+						t.Errorf("pod %s ownerReferences %v, want still the replicaset", p.Name, p.OwnerReferences)
+					}
+				}
+				return
+			}
+			e.waitFor("the replicaset and its pods to go", func() (bool, error) {
+				rss, err := e.client.AppsV1().ReplicaSets("default").List(e.ctx, metav1.ListOptions{})
+				if err != nil {
+					return false, err
+				}
+				pods, err := e.client.CoreV1().Pods("default").List(e.ctx, metav1.ListOptions{})
+				if err != nil {
+					return false, err
+				}
+				return len(rss.Items) == 0 && len(pods.Items) == 0, nil
+			})
+		})
 	}
 }
