@@ -160,7 +160,9 @@ func (c *Controller) createPod(ctx context.Context, rs *appsv1.ReplicaSet, ref *
 	}
 	created, err := c.client.CoreV1().Pods(rs.Namespace).Create(ctx, pod, metav1.CreateOptions{})
 	if err != nil {
-		if !apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+		// Shutting down, or the namespace is going away: nothing for
+		// the user to see.
+		if ctx.Err() == nil && !apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
 			c.recorder.Eventf(rs, corev1.EventTypeWarning, reasonFailedCreate, "Error creating: %v", err)
 		}
 		return err
@@ -175,7 +177,7 @@ func (c *Controller) createPod(ctx context.Context, rs *appsv1.ReplicaSet, ref *
 func (c *Controller) deletePodOf(ctx context.Context, rs *appsv1.ReplicaSet, pod *corev1.Pod) error {
 	err := c.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{})
 	if err != nil {
-		if apierrors.IsNotFound(err) {
+		if apierrors.IsNotFound(err) || ctx.Err() != nil {
 			return err
 		}
 		c.recorder.Eventf(rs, corev1.EventTypeWarning, reasonFailedDelete, "Error deleting: %v", err)

@@ -412,6 +412,9 @@ func (c *Controller) reconcile(ctx context.Context, key string) error {
 	now := c.clock.Now()
 	st := calculateStatus(rs, active, terminating, manageErr, c.terminating, now)
 	updated, err := updateStatus(ctx, c.client.AppsV1().ReplicaSets(rs.Namespace), rs, st)
+	if apierrors.IsNotFound(err) {
+		return nil // deleted meanwhile; its delete event cleans up
+	}
 	if err != nil {
 		return err
 	}

@@ -33,7 +33,7 @@ var t0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 // filled by hand (nothing runs): tests call reconcile and the handlers
 // directly and look at the client's actions.
 type fixture struct {
-	t        *testing.T
+	t        testing.TB
 	client   *fake.Clientset
 	factory  informers.SharedInformerFactory
 	c        *Controller
@@ -41,7 +41,7 @@ type fixture struct {
 	clock    *testingclock.FakePassiveClock
 }
 
-func newFixture(t *testing.T, opts Options, objs ...runtime.Object) *fixture {
+func newFixture(t testing.TB, opts Options, objs ...runtime.Object) *fixture {
 	t.Helper()
 	// NewSimpleClientset, not NewClientset: the field-managed tracker costs
 	// seconds per fixture under -race on this shared machine.
