@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	testingclock "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
@@ -737,6 +738,26 @@ func TestHandlersEnqueue(t *testing.T) {
 	f.c.updatePod(owned, owned)
 	if got := drain(); len(got) != 0 {
 		t.Errorf("resync enqueued %v", got)
+	}
+	// A pod first seen already terminating is a deletion, not a creation.
+	f.c.exp.expectDeletions("default/web", []string{"default/gone"})
+	f.c.addPod(newPod("gone", rs, deleting()))
+	if got := drain(); fmt.Sprint(got) != "[default/web]" || !f.c.exp.satisfied("default/web") {
+		t.Errorf("terminating add enqueued %v, satisfied %v", got, f.c.exp.satisfied("default/web"))
+	}
+	// A tombstone counts like a delete.
+	f.c.exp.expectDeletions("default/web", []string{"default/t"})
+	f.c.deletePod(cache.DeletedFinalStateUnknown{Key: "default/t", Obj: newPod("t", rs)})
+	if got := drain(); fmt.Sprint(got) != "[default/web]" || !f.c.exp.satisfied("default/web") {
+		t.Errorf("tombstone enqueued %v", got)
+	}
+	// A ReplicaSet recreated under the same name starts clean.
+	f.c.exp.expectCreations("default/web", 3)
+	recreated := rs.DeepCopy()
+	recreated.UID = "uid-web-2"
+	f.c.updateRS(rs, recreated)
+	if got := drain(); fmt.Sprint(got) != "[default/web]" || !f.c.exp.satisfied("default/web") {
+		t.Errorf("recreate enqueued %v", got)
 	}
 	// Deleting a ReplicaSet drops its expectations.
 	f.c.exp.expectCreations("default/web", 3)
