@@ -4,9 +4,14 @@ package kubectl
 
 import (
 	"context"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/skiff-dev/skiff/internal/controller/controllertest"
@@ -114,4 +119,114 @@ func fmtBool(b bool) string {
 		return "true"
 	}
 	return "false"
+}
+
+// TestRolloutStatusFollowsProgress plays a rolling update's status
+// changes while `rollout status` watches, once with Run and once with
+// upstream kubectl, and expects the same messages in the same order.
+func TestRolloutStatusFollowsProgress(t *testing.T) {
+	api := controllertest.Start(t)
+	buildFixture(t, api.Client)
+	kc := realKubeconfig(t, api)
+	ctx := context.Background()
+	deps := api.Client.AppsV1().Deployments("default")
+	setStatus := func(replicas, updated, available int32, progressReason string) {
+		t.Helper()
+		d, err := deps.Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Status.ObservedGeneration = d.Generation
+		d.Status.Replicas, d.Status.UpdatedReplicas, d.Status.AvailableReplicas = replicas, updated, available
+		d.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionTrue, Reason: progressReason}}
+		if progressReason == timedOutReason {
+			d.Status.Conditions[0].Status = corev1.ConditionFalse
+		}
+		if _, err := deps.UpdateStatus(ctx, d, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	steps := []struct {
+		replicas, updated, available int32
+		reason, want                 string
+	}{
+		{4, 1, 3, "ReplicaSetUpdated", `Waiting for deployment "web" rollout to finish: 1 out of 3 new replicas have been updated...`},
+		{4, 3, 2, "ReplicaSetUpdated", `Waiting for deployment "web" rollout to finish: 1 old replicas are pending termination...`},
+		{3, 3, 2, "ReplicaSetUpdated", `Waiting for deployment "web" rollout to finish: 2 of 3 updated replicas are available...`},
+		{3, 3, 3, "NewReplicaSetAvailable", `deployment "web" successfully rolled out`},
+	}
+	play := func(start func(out *lockedBuffer) func() result) string {
+		setStatus(steps[0].replicas, steps[0].updated, steps[0].available, steps[0].reason)
+		var out lockedBuffer
+		wait := start(&out)
+		for i, st := range steps {
+			if i > 0 {
+				setStatus(st.replicas, st.updated, st.available, st.reason)
+			}
+			waitFor(t, func() bool { return strings.Contains(out.String(), st.want) })
+		}
+		r := wait()
+		if r.code != 0 {
+			t.Errorf("rollout status exited %d: %s", r.code, r.stderr)
+		}
+		return out.String()
+	}
+	ours := play(func(out *lockedBuffer) func() result {
+		done := make(chan result, 1)
+		go func() {
+			var errOut lockedBuffer
+			c, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			err := Run(c, []string{"--kubeconfig", kc, "rollout", "status", "deployment/web"}, nil, out, &errOut)
+			code := 0
+			if err != nil {
+				code = 1
+			}
+			done <- result{stderr: errOut.String(), code: code}
+		}()
+		return func() result { return <-done }
+	})
+	var want strings.Builder
+	for _, st := range steps {
+		want.WriteString(st.want + "\n")
+	}
+	if ours != want.String() {
+		t.Errorf("ours printed\n%s\nwant\n%s", ours, want.String())
+	}
+
+	// A rollout past its deadline fails at once.
+	setStatus(4, 1, 3, timedOutReason)
+	r := runOurs(t, kc, "", "rollout", "status", "deploy", "web")
+	if r.code != 1 || r.stderr != "error: deployment \"web\" exceeded its progress deadline\n" {
+		t.Errorf("deadline exceeded: %+v", r)
+	}
+
+	bin := kubectlPath(t)
+	if bin == "" {
+		t.Skip("kubectl not on PATH")
+	}
+	if up := runUpstream(t, bin, kc, "", "rollout", "status", "deploy", "web"); up != r {
+		t.Errorf("deadline exceeded: kubectl %+v, ours %+v", up, r)
+	}
+	upstream := play(func(out *lockedBuffer) func() result {
+		home := t.TempDir()
+		cmd := exec.Command(bin, "--kubeconfig", kc, "--cache-dir", filepath.Join(home, "cache"), "rollout", "status", "deployment/web")
+		cmd.Env = []string{"HOME=" + home, "PATH=/usr/bin:/bin", "KUBECTL_KUBERC=false"}
+		var errOut lockedBuffer
+		cmd.Stdout, cmd.Stderr = out, &errOut
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return func() result {
+			err := cmd.Wait()
+			code := 0
+			if err != nil {
+				code = 1
+			}
+			return result{stderr: errOut.String(), code: code}
+		}
+	})
+	if upstream != ours {
+		t.Errorf("kubectl printed\n%s\nours\n%s", upstream, ours)
+	}
 }
