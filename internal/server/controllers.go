@@ -12,7 +12,15 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/skiff-dev/skiff/internal/controller"
+	"github.com/skiff-dev/skiff/internal/controller/deployment"
+	"github.com/skiff-dev/skiff/internal/controller/endpoints"
+	"github.com/skiff-dev/skiff/internal/controller/endpointslice"
 	"github.com/skiff-dev/skiff/internal/controller/eventttl"
+	"github.com/skiff-dev/skiff/internal/controller/garbagecollector"
+	"github.com/skiff-dev/skiff/internal/controller/namespace"
+	"github.com/skiff-dev/skiff/internal/controller/nodeipam"
+	"github.com/skiff-dev/skiff/internal/controller/replicaset"
+	"github.com/skiff-dev/skiff/internal/controller/tainteviction"
 	"github.com/skiff-dev/skiff/internal/pki"
 )
 
@@ -81,6 +89,39 @@ func (s *Server) controllers(cc controller.Context) ([]component, error) {
 		}
 		comps = append(comps, component{name, workers, r})
 		return nil
+	}
+	// Worker counts are kube-controller-manager's defaults (--concurrent-*).
+	rs, err := replicaset.New(cc, replicaset.Options{})
+	if err := add("replicaset", 5, rs, err); err != nil {
+		return nil, err
+	}
+	dep, err := deployment.New(cc, deployment.Options{})
+	if err := add("deployment", 5, dep, err); err != nil {
+		return nil, err
+	}
+	ep, err := endpoints.New(cc, endpoints.Options{})
+	if err := add("endpoints", 5, ep, err); err != nil {
+		return nil, err
+	}
+	eps, err := endpointslice.New(cc, endpointslice.Options{})
+	if err := add("endpointslice", 5, eps, err); err != nil {
+		return nil, err
+	}
+	ipam, err := nodeipam.New(cc, nodeipam.Options{ClusterCIDR: s.res.clusterCIDR, ServiceCIDR: s.res.serviceCIDR})
+	if err := add("nodeipam", 1, ipam, err); err != nil {
+		return nil, err
+	}
+	evict, err := tainteviction.New(cc, tainteviction.Options{})
+	if err := add("taint-eviction", 8, evict, err); err != nil {
+		return nil, err
+	}
+	gc, err := garbagecollector.New(cc, garbagecollector.Options{})
+	if err := add("garbage-collector", 20, gc, err); err != nil {
+		return nil, err
+	}
+	nsc, err := namespace.New(cc, namespace.Options{})
+	if err := add("namespace", 10, nsc, err); err != nil {
+		return nil, err
 	}
 	ttl, err := eventttl.New(cc, eventttl.Options{TTL: s.cfg.EventTTL})
 	if err := add("event-ttl", 1, ttl, err); err != nil {
