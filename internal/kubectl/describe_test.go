@@ -263,6 +263,10 @@ var describeCases = []struct {
 	{"describe-missing-two", []string{"describe", "pods", "nope", "pending"}},
 	{"describe-empty", []string{"describe", "pods", "-n", "kube-system"}},
 	{"describe-all-namespaces", []string{"describe", "deployments", "-A"}},
+	{"describe-all", []string{"describe", "all"}},
+	{"describe-multi-type", []string{"describe", "svc,ep", "web"}},
+	{"describe-no-args", []string{"describe"}},
+	{"describe-unknown-type", []string{"describe", "frobs"}},
 	{"describe-lease", []string{"describe", "lease", "-n", "kube-node-lease"}},
 }
 

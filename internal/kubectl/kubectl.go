@@ -1,11 +1,12 @@
 // Package kubectl is skiff's embedded Kubernetes client, `skiff kubectl`.
 //
 // It implements the everyday subset of kubectl (get, apply, create, delete,
-// label, annotate, api-resources) on client-go's REST and discovery clients
-// rather than on k8s.io/kubectl and k8s.io/cli-runtime, which would make the
-// binary several times larger. Output follows upstream kubectl 1.32 byte for
-// byte where the tests can check it: the table printer, the name printer,
-// YAML/JSON printing and the error messages.
+// label, annotate, api-resources, describe, scale, rollout) on client-go's
+// REST, typed and discovery clients rather than on k8s.io/kubectl and
+// k8s.io/cli-runtime, which would make the binary several times larger.
+// Output follows upstream kubectl 1.32 byte for byte where the tests can
+// check it: the table printer, the name printer, YAML/JSON printing,
+// describe's sections and event tables, rollout messages and the errors.
 package kubectl
 
 import (
