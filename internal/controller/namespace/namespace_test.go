@@ -3,10 +3,13 @@ package namespace
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,6 +17,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/skiff-dev/skiff/internal/controller/controllertest"
+	"github.com/skiff-dev/skiff/internal/controller/garbagecollector"
 )
 
 func TestConditionUpdater(t *testing.T) {
@@ -217,4 +221,69 @@ func waitFor(t *testing.T, what string, cond func() (bool, error)) {
 		msg += ": " + lastErr.Error()
 	}
 	t.Fatal(strings.TrimSpace(msg))
+}
+
+// TestNamespaceWithGarbageCollector runs both controllers that take part in
+// a namespace deletion: owned objects (a ReplicaSet's pods, a ConfigMap's
+// dependents) go whichever controller reaches them first.
+func TestNamespaceWithGarbageCollector(t *testing.T) {
+	api := controllertest.Start(t)
+	cc := api.Context(t)
+	nsc, err := New(cc, Options{DeletionDelay: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc, err := garbagecollector.New(cc, garbagecollector.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait(); cc.Informers.Shutdown() })
+	cc.Informers.Start(ctx.Done())
+	wg.Go(func() { _ = nsc.Run(ctx, 2) })
+	wg.Go(func() { _ = gc.Run(ctx, 2) })
+
+	client := api.Client
+	const ns = "team"
+	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]string{"app": "web"}
+	rs, err := client.AppsV1().ReplicaSets(ns).Create(ctx, &appsv1.ReplicaSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: appsv1.ReplicaSetSpec{Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: testPod("x", "").Spec}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		p := testPod(fmt.Sprintf("web-%d", i), "")
+		p.Labels = labels
+		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs.Name, UID: rs.UID,
+			Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}}
+		if _, err := client.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	owner, err := client.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "owner"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "dep",
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: owner.Name, UID: owner.UID}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fg := metav1.DeletePropagationForeground
+	if err := client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{PropagationPolicy: &fg}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the namespace to be removed", func() (bool, error) {
+		_, err := client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return true, nil
+		}
+		return false, err
+	})
 }
