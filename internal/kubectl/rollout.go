@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -24,15 +25,28 @@ import (
 // rolloutOptions holds the flags of every rollout subcommand; each uses
 // the ones upstream gives it.
 type rolloutOptions struct {
-	filenames  []string
-	recursive  bool
-	selector   string
-	watch      bool
-	revision   int64
-	toRevision int64
-	timeout    time.Duration
-	dryRun     string
-	output     string
+	filenames    []string
+	recursive    bool
+	selector     string
+	watch        bool
+	revision     int64
+	toRevision   int64
+	timeout      time.Duration
+	dryRun       string
+	output       string
+	fieldManager string
+	fs           *pflag.FlagSet
+}
+
+// rolloutFlags lists the flags each subcommand has upstream besides
+// -f, -R, -l and the global ones.
+var rolloutFlags = map[string][]string{
+	"history": {"revision", "output"},
+	"pause":   {"output", "field-manager"},
+	"resume":  {"output", "field-manager"},
+	"restart": {"output", "field-manager"},
+	"status":  {"revision", "timeout", "watch"},
+	"undo":    {"to-revision", "dry-run", "output"},
 }
 
 var rolloutSubcommands = []string{"history", "pause", "restart", "resume", "status", "undo"}
@@ -42,7 +56,7 @@ func init() {
 		name:  "rollout",
 		short: "Manage the rollout of a resource",
 		flags: func(fs *pflag.FlagSet) any {
-			o := &rolloutOptions{}
+			o := &rolloutOptions{fs: fs}
 			fs.StringSliceVarP(&o.filenames, "filename", "f", nil, "Filename, directory, or URL to files identifying the resource to get from a server.")
 			fs.BoolVarP(&o.recursive, "recursive", "R", false, "Process the directory used in -f, --filename recursively.")
 			fs.StringVarP(&o.selector, "selector", "l", "", "Selector (label query) to filter on.")
@@ -53,6 +67,7 @@ func init() {
 			fs.StringVar(&o.dryRun, "dry-run", "none", `Must be "none", "server", or "client".`)
 			fs.Lookup("dry-run").NoOptDefVal = "unchanged"
 			fs.StringVarP(&o.output, "output", "o", "", "Output format: name.")
+			fs.StringVar(&o.fieldManager, "field-manager", "kubectl-rollout", "Name of the manager used to track field ownership.")
 			return o
 		},
 		run: func(e *env, opts any, args []string) error { return runRollout(e, opts.(*rolloutOptions), args) },
@@ -70,6 +85,31 @@ func runRollout(e *env, o *rolloutOptions, args []string) error {
 		return errPrinted
 	}
 	sub, args := args[0], args[1:]
+	allowed, ok := rolloutFlags[sub]
+	if !ok {
+		return fmt.Errorf("unknown command %q\nSee 'kubectl rollout -h' for help and examples", strings.Join(append([]string{sub}, args...), " "))
+	}
+	var bad error
+	e.fs.Visit(func(f *pflag.Flag) {
+		switch f.Name {
+		case "filename", "recursive", "selector", "kubeconfig", "context", "cluster", "user", "namespace", "server", "token",
+			"insecure-skip-tls-verify", "v", "request-timeout":
+			return
+		}
+		for _, a := range allowed {
+			if a == f.Name {
+				return
+			}
+		}
+		if bad == nil {
+			bad = fmt.Errorf("unknown flag: --%s", f.Name)
+		}
+	})
+	if bad != nil {
+		// cobra reports unknown flags of subcommands itself, capitalised.
+		fmt.Fprintf(e.errOut, "Error: %v\nSee 'kubectl rollout %s --help' for usage.\n", bad, sub)
+		return errPrinted
+	}
 	if len(args) == 0 && len(o.filenames) == 0 {
 		return fmt.Errorf("required resource not specified")
 	}
@@ -199,7 +239,7 @@ func (e *env) rolloutMutate(sub string, in *info, o *rolloutOptions) error {
 		return nil
 	}
 	if _, err := e.patchObject(in.mapping, in.namespace, in.name, types.StrategicMergePatchType, patch,
-		map[string]string{"fieldManager": "kubectl-rollout"}); err != nil {
+		map[string]string{"fieldManager": o.fieldManager}); err != nil {
 		return err
 	}
 	e.printRolloutResult(in, o, map[string]string{"pause": "paused", "resume": "resumed", "restart": "restarted"}[sub])

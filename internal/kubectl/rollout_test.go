@@ -56,6 +56,8 @@ var rolloutSeq = []step{
 	s("rollout", "restart", "deploy", "web"),
 	s("rollout", "pause", "rs/web-5d4f7b9c8"),
 	s("rollout", "history", "rs", "web-5d4f7b9c8"),
+	s("rollout", "status", "deploy", "web", "--to-revision=1"),
+	s("rollout", "frob", "deploy", "web"),
 }
 
 // TestScaleAndRolloutMatchUpstream runs rolloutSeq with Run and with
