@@ -209,10 +209,12 @@ func (gc *Controller) removeHandlers() {
 // resync watches the deletable resources discovery reports that are not
 // watched yet. Resources are never unwatched: skiff serves a fixed set.
 func (gc *Controller) resync(ctx context.Context) {
-	resources, err := deletableResources(gc.discovery, gc.opts.IgnoredResources)
+	lists, err := gc.discovery.ServerPreferredResources()
 	if err != nil {
+		// Partial answers are normal while an aggregated group is down.
 		gc.log.Info("failed to discover some resources", "err", err)
 	}
+	resources := deletableResources(lists, gc.opts.IgnoredResources)
 	gc.monMu.Lock()
 	defer gc.monMu.Unlock()
 	var fresh []schema.GroupVersionResource
@@ -256,8 +258,7 @@ func (gc *Controller) informerFor(gvr schema.GroupVersionResource) cache.SharedI
 
 // deletableResources are the preferred versions of every resource that
 // supports delete, list and watch.
-func deletableResources(d discovery.DiscoveryInterface, ignored map[schema.GroupResource]bool) (map[schema.GroupVersionResource]struct{}, error) {
-	lists, err := d.ServerPreferredResources()
+func deletableResources(lists []*metav1.APIResourceList, ignored map[schema.GroupResource]bool) map[schema.GroupVersionResource]struct{} {
 	out := map[schema.GroupVersionResource]struct{}{}
 	for _, rl := range discovery.FilteredBy(discovery.SupportsAllVerbs{Verbs: []string{"delete", "list", "watch"}}, lists) {
 		gv, perr := schema.ParseGroupVersion(rl.GroupVersion)
@@ -271,7 +272,7 @@ func deletableResources(d discovery.DiscoveryInterface, ignored map[schema.Group
 			}
 		}
 	}
-	return out, err
+	return out
 }
 
 func (gc *Controller) processNextGraphChange() bool {

@@ -318,3 +318,28 @@ func BenchmarkGraphBuild(b *testing.B) {
 		gc.attemptToOrphan.ShutDown()
 	}
 }
+
+func TestDeletableResources(t *testing.T) {
+	lists := []*metav1.APIResourceList{
+		{GroupVersion: "v1", APIResources: []metav1.APIResource{
+			{Name: "pods", Kind: "Pod", Namespaced: true, Verbs: metav1.Verbs{"create", "delete", "get", "list", "watch"}},
+			{Name: "pods/status", Kind: "Pod", Namespaced: true, Verbs: metav1.Verbs{"get", "update"}},
+			{Name: "events", Kind: "Event", Namespaced: true, Verbs: metav1.Verbs{"delete", "list", "watch"}},
+			{Name: "bindings", Kind: "Binding", Namespaced: true, Verbs: metav1.Verbs{"create"}},
+		}},
+		{GroupVersion: "apps/v1", APIResources: []metav1.APIResource{
+			{Name: "replicasets", Kind: "ReplicaSet", Namespaced: true, Verbs: metav1.Verbs{"delete", "list", "watch"}},
+			{Name: "unwatchable", Kind: "X", Namespaced: true, Verbs: metav1.Verbs{"delete", "list"}},
+		}},
+	}
+	got := deletableResources(lists, map[schema.GroupResource]bool{{Resource: "events"}: true})
+	var names []string
+	for gvr := range got {
+		names = append(names, gvr.String())
+	}
+	slices.Sort(names)
+	want := []string{"/v1, Resource=pods", "apps/v1, Resource=replicasets"}
+	if !slices.Equal(names, want) {
+		t.Errorf("deletable = %v, want %v", names, want)
+	}
+}
