@@ -29,7 +29,7 @@ import (
 // before each reconcile their stores are refilled from the fake clientset,
 // so every step sees the previous step's writes.
 type fixture struct {
-	t        *testing.T
+	t        testing.TB
 	client   *fake.Clientset
 	factory  informers.SharedInformerFactory
 	c        *Controller
@@ -38,7 +38,7 @@ type fixture struct {
 	events   []string
 }
 
-func newFixture(t *testing.T, objs ...runtime.Object) *fixture {
+func newFixture(t testing.TB, objs ...runtime.Object) *fixture {
 	t.Helper()
 	f := &fixture{t: t, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	f.client = fake.NewSimpleClientset(objs...)

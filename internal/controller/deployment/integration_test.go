@@ -30,6 +30,7 @@ type env struct {
 	t      *testing.T
 	client kubernetes.Interface
 	ctx    context.Context
+	host   string // the API server's URL
 }
 
 func startEnv(t *testing.T) *env {
@@ -41,7 +42,7 @@ func startEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &env{t: t, client: api.Client, ctx: ctx}
+	e := &env{t: t, client: api.Client, ctx: ctx, host: api.Config.Host}
 
 	rsInf := cc.Informers.Apps().V1().ReplicaSets().Informer()
 	simulate := func(obj any) {

@@ -62,10 +62,25 @@ func ComputeHash(template *corev1.PodTemplateSpec, collisionCount *int32) string
 // equalIgnoreHash compares two templates, ignoring the pod-template-hash
 // label (the deployment's template has none; its replica sets' have one).
 func equalIgnoreHash(t1, t2 *corev1.PodTemplateSpec) bool {
-	a, b := t1.DeepCopy(), t2.DeepCopy()
-	delete(a.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
-	delete(b.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
-	return apiequality.Semantic.DeepEqual(a, b)
+	// Shallow copies with hash-free labels: this runs for every RS on
+	// every sync, and deep-copying whole pod specs showed in profiles.
+	a, b := *t1, *t2
+	a.Labels = withoutHashLabel(t1.Labels)
+	b.Labels = withoutHashLabel(t2.Labels)
+	return apiequality.Semantic.DeepEqual(&a, &b)
+}
+
+func withoutHashLabel(in map[string]string) map[string]string {
+	if _, ok := in[appsv1.DefaultDeploymentUniqueLabelKey]; !ok {
+		return in
+	}
+	out := make(map[string]string, len(in))
+	for k, v := range in {
+		if k != appsv1.DefaultDeploymentUniqueLabelKey {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 func replicas(p *int32) int32 {
