@@ -267,6 +267,7 @@ var describeCases = []struct {
 	{"describe-multi-type", []string{"describe", "svc,ep", "web"}},
 	{"describe-no-args", []string{"describe"}},
 	{"describe-unknown-type", []string{"describe", "frobs"}},
+	{"describe-filename", []string{"describe", "-f", "{dir}/describe-web.yaml"}},
 	{"describe-lease", []string{"describe", "lease", "-n", "kube-node-lease"}},
 }
 
@@ -296,8 +297,10 @@ func TestDescribeMatchesUpstream(t *testing.T) {
 	buildFixture(t, api.Client)
 	kc := realKubeconfig(t, api)
 	bin := kubectlPath(t)
+	dir := copyManifests(t)
 	for _, tc := range describeCases {
 		t.Run(tc.name, func(t *testing.T) {
+			tc.args = expand(tc.args, dir)
 			ours := runOurs(t, kc, "", tc.args...)
 			golden(t, tc.name, normalizeDescribe(ours.stdout+"--- stderr\n"+ours.stderr))
 			if bin == "" {

@@ -20,7 +20,6 @@ type scaleOptions struct {
 	resourceVersion string
 	selector        string
 	all             bool
-	allNamespaces   bool
 	filenames       []string
 	recursive       bool
 	dryRun          string
@@ -39,7 +38,6 @@ func init() {
 			fs.StringVar(&o.resourceVersion, "resource-version", "", "Precondition for resource version. Requires that the current resource version match this value in order to scale.")
 			fs.StringVarP(&o.selector, "selector", "l", "", "Selector (label query) to filter on.")
 			fs.BoolVar(&o.all, "all", false, "Select all resources in the namespace of the specified resource types")
-			fs.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "If true, check the specified action in all namespaces.")
 			fs.StringSliceVarP(&o.filenames, "filename", "f", nil, "Filename, directory, or URL to files identifying the resource to set a new size")
 			fs.BoolVarP(&o.recursive, "recursive", "R", false, "Process the directory used in -f, --filename recursively.")
 			fs.StringVar(&o.dryRun, "dry-run", "none", `Must be "none", "server", or "client".`)
@@ -116,7 +114,7 @@ func runScale(e *env, o *scaleOptions, args []string) error {
 	if err != nil {
 		return err
 	}
-	infos, errs, err := e.infosFromArgs(args, o.filenames, o.recursive, o.selector, o.all, o.allNamespaces)
+	infos, errs, err := e.infosFromArgs(args, o.filenames, o.recursive, o.selector, o.all, false)
 	if err != nil {
 		return err
 	}
