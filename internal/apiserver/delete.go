@@ -30,12 +30,22 @@ var returnsDeletedObject = map[schema.GroupResource]bool{
 	{Resource: "pods"}: true, {Resource: "services"}: true, {Resource: "namespaces"}: true, {Resource: "serviceaccounts"}: true,
 }
 
-// optionsDecoder decodes DeleteOptions bodies sent as meta.k8s.io/v1 or
-// (older clients) v1, in JSON, YAML or protobuf.
+// optionsDecoder decodes DeleteOptions bodies sent as meta.k8s.io/v1, or
+// in the group version of the resource (client-go's typed clients send
+// "apps/v1" to apps, older clients "v1"), in JSON, YAML or protobuf.
 var optionsDecoder = func() runtime.Decoder {
 	sch := runtime.NewScheme()
 	metav1.AddToGroupVersion(sch, metav1.SchemeGroupVersion)
-	metav1.AddToGroupVersion(sch, schema.GroupVersion{Version: "v1"})
+	seen := map[schema.GroupVersion]bool{metav1.SchemeGroupVersion: true}
+	for gvk := range registry.Scheme.AllKnownTypes() {
+		if gv := gvk.GroupVersion(); !seen[gv] && gv.Version != runtime.APIVersionInternal {
+			seen[gv] = true
+			metav1.AddToGroupVersion(sch, gv)
+		}
+	}
+	if gv := (schema.GroupVersion{Version: "v1"}); !seen[gv] {
+		metav1.AddToGroupVersion(sch, gv)
+	}
 	return serializer.NewCodecFactory(sch).UniversalDeserializer()
 }()
 
@@ -253,6 +263,21 @@ func addGCFinalizers(om metav1.Object, opts *metav1.DeleteOptions) bool {
 	case opts.PropagationPolicy != nil && *opts.PropagationPolicy == metav1.DeletePropagationOrphan,
 		opts.OrphanDependents != nil && *opts.OrphanDependents:
 		want = metav1.FinalizerOrphanDependents
+	case opts.PropagationPolicy != nil && *opts.PropagationPolicy == metav1.DeletePropagationBackground:
+		// An explicit background delete drops a GC finalizer an earlier
+		// foreground or orphan delete left, as upstream's
+		// deletionFinalizersForGarbageCollection does.
+		var out []string
+		for _, f := range om.GetFinalizers() {
+			if f != metav1.FinalizerDeleteDependents && f != metav1.FinalizerOrphanDependents {
+				out = append(out, f)
+			}
+		}
+		if len(out) == len(om.GetFinalizers()) {
+			return false
+		}
+		om.SetFinalizers(out)
+		return true
 	default:
 		return false
 	}
