@@ -266,8 +266,18 @@ func (c *Controller) podGone(obj any) {
 	}
 }
 
-// reconcile is Kubernetes' syncDeployment.
+// reconcile is Kubernetes' syncDeployment. Like upstream's handleErr, it
+// does not retry writes refused because the namespace is terminating: the
+// namespace controller is about to delete the deployment anyway.
 func (c *Controller) reconcile(ctx context.Context, key string) error {
+	err := c.syncDeployment(ctx, key)
+	if err != nil && apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+		return nil
+	}
+	return err
+}
+
+func (c *Controller) syncDeployment(ctx context.Context, key string) error {
 	ns, name, err := cache.SplitMetaNamespaceKey(key)
 	if err != nil {
 		return nil

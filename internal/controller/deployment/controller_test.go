@@ -473,3 +473,50 @@ func TestHashCollisionBumpsCollisionCount(t *testing.T) {
 		t.Fatalf("no RS %s after the collision", want)
 	}
 }
+
+func TestPodDeletionWakesOnlyRecreateDeployments(t *testing.T) {
+	for _, strategy := range []appsv1.DeploymentStrategyType{appsv1.RecreateDeploymentStrategyType, appsv1.RollingUpdateDeploymentStrategyType} {
+		t.Run(string(strategy), func(t *testing.T) {
+			d := newDeployment("web", 1, "v1")
+			if strategy == appsv1.RecreateDeploymentStrategyType {
+				d.Spec.Strategy = appsv1.DeploymentStrategy{Type: strategy}
+			}
+			f := newFixture(t, d)
+			f.mustSync("web")
+			f.refresh()
+			rs := f.replicaSets()[0]
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "default",
+				OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(rs, appsv1.SchemeGroupVersion.WithKind("ReplicaSet"))}}}
+			f.c.podGone(pod)
+			want := 0
+			if strategy == appsv1.RecreateDeploymentStrategyType {
+				want = 1
+			}
+			if got := f.c.queue.Len(); got != want {
+				t.Fatalf("queue has %d keys, want %d", got, want)
+			}
+			f.c.queue.ShutDown()
+		})
+	}
+}
+
+func TestReplicaFailureConditionIsCopied(t *testing.T) {
+	d := newDeployment("web", 2, "v1")
+	f := newFixture(t, d)
+	f.mustSync("web")
+	rs := f.replicaSets()[0]
+	rs.Status.Conditions = []appsv1.ReplicaSetCondition{{Type: appsv1.ReplicaSetReplicaFailure, Status: corev1.ConditionTrue,
+		Reason: "FailedCreate", Message: `pods "web-x" is forbidden: exceeded quota`}}
+	if _, err := f.client.AppsV1().ReplicaSets("default").UpdateStatus(context.Background(), rs, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.mustSync("web")
+	c := getCondition(f.deployment("web").Status, appsv1.DeploymentReplicaFailure)
+	if c == nil || c.Reason != "FailedCreate" || c.Status != corev1.ConditionTrue {
+		t.Fatalf("replica failure %+v", c)
+	}
+	a := getCondition(f.deployment("web").Status, appsv1.DeploymentAvailable)
+	if a == nil || a.Status != corev1.ConditionFalse || a.Reason != MinimumReplicasUnavailable {
+		t.Fatalf("available %+v", a)
+	}
+}

@@ -69,6 +69,7 @@ func newFixture(t testing.TB, objs ...runtime.Object) *fixture {
 		t.Fatal(err)
 	}
 	f.c = c
+	t.Cleanup(c.queue.ShutDown) // the delaying queue runs a goroutine
 	return f
 }
 

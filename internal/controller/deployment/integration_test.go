@@ -347,9 +347,32 @@ func TestIntegrationRecreateAndProgressDeadline(t *testing.T) {
 	}
 	e.waitRolledOut("db")
 
+	// A pod of the old RS that is still there (no RS controller runs here).
+	old := e.replicaSets()[0]
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "db-old", Namespace: "default", Labels: old.Spec.Template.Labels,
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(old, appsv1.SchemeGroupVersion.WithKind("ReplicaSet"))}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "pg:1"}}},
+	}
+	if _, err := e.client.CoreV1().Pods("default").Create(e.ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
 	// Recreate: the new RS is never scaled up while an old one has replicas.
 	m := e.monitor(3, 0, 3)
 	e.patch("db", types.StrategicMergePatchType, `{"spec":{"template":{"spec":{"containers":[{"name":"c","image":"broken"}]}}}}`)
+	e.waitFor("old RS scaled down and observed", func() (bool, error) {
+		d := e.get("db")
+		return d.Status.ObservedGeneration == d.Generation && d.Status.Replicas == 0, fmt.Errorf("status %+v", d.Status)
+	})
+	// That sync saw no old replicas but the old pod: no new RS yet.
+	if rss := e.replicaSets(); len(rss) != 1 {
+		t.Fatalf("new RS created while an old pod runs: %d RSes", len(rss))
+	}
+	// The pod's deletion alone wakes the deployment.
+	if err := e.client.CoreV1().Pods("default").Delete(e.ctx, "db-old", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	e.waitFor("recreate to start the new RS", func() (bool, error) {
 		rss := e.replicaSets()
 		return len(rss) == 2 && *rss[1].Spec.Replicas == 3, nil
