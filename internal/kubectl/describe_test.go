@@ -339,3 +339,41 @@ func lineDiff(want, got string) string {
 	}
 	return b.String()
 }
+
+// TestDescribeShowsRecordedEvents records events the way skiff's
+// controllers do (client-go's recorder, which aggregates repeats) and
+// checks describe finds them and prints the count as upstream does.
+func TestDescribeShowsRecordedEvents(t *testing.T) {
+	api := controllertest.Start(t)
+	buildFixture(t, api.Client)
+	kc := realKubeconfig(t, api)
+	ctx := context.Background()
+	rs, err := api.Client.AppsV1().ReplicaSets("default").Get(ctx, "web-7c5d8bcb9f", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := api.Context(t).EventRecorder("replicaset-controller")
+	for i := 0; i < 3; i++ {
+		rec.Eventf(rs, corev1.EventTypeNormal, "SuccessfulCreate", "Created pod: web-7c5d8bcb9f-abcde")
+	}
+	rec.Eventf(rs, corev1.EventTypeWarning, "FailedCreate", "Error creating: pods \"web-7c5d8bcb9f-x\" is forbidden")
+	var out result
+	waitFor(t, func() bool {
+		out = runOurs(t, kc, "", "describe", "rs", "web-7c5d8bcb9f")
+		return strings.Contains(out.stdout, "(x3 over") && strings.Contains(out.stdout, "FailedCreate")
+	})
+	if !strings.Contains(out.stdout, "  Normal   SuccessfulCreate  ") || !strings.Contains(out.stdout, "replicaset-controller  Created pod: web-7c5d8bcb9f-abcde") {
+		t.Errorf("events table:\n%s", out.stdout)
+	}
+	bin := kubectlPath(t)
+	if bin == "" {
+		t.Skip("kubectl not on PATH")
+	}
+	up := runUpstream(t, bin, kc, "", "describe", "rs", "web-7c5d8bcb9f")
+	if up.stdout != out.stdout {
+		out = runOurs(t, kc, "", "describe", "rs", "web-7c5d8bcb9f")
+	}
+	if up.stdout != out.stdout {
+		t.Errorf("stdout differs from kubectl\n%s", lineDiff(up.stdout, out.stdout))
+	}
+}

@@ -113,7 +113,7 @@ func runRollout(e *env, o *rolloutOptions, args []string) error {
 	if len(args) == 0 && len(o.filenames) == 0 {
 		return fmt.Errorf("required resource not specified")
 	}
-	infos, errs, err := e.infosFromArgs(args, o.filenames, o.recursive, o.selector, false, false)
+	infos, errs, err := e.infosFromArgs(args, o.filenames, o.recursive, o.selector, false, true)
 	if err != nil {
 		return err
 	}

@@ -58,6 +58,12 @@ var rolloutSeq = []step{
 	s("rollout", "history", "rs", "web-5d4f7b9c8"),
 	s("rollout", "status", "deploy", "web", "--to-revision=1"),
 	s("rollout", "frob", "deploy", "web"),
+	s("rollout", "status", "deploy", "--watch=false"),
+	s("rollout", "status", "deploy", "-l", "app=web", "--watch=false"),
+	s("rollout", "history", "deploy", "-l", "app=nothing"),
+	s("scale", "deploy", "--all", "--replicas=2"),
+	s("rollout", "pause", "deploy", "web", "-o", "name"),
+	s("rollout", "resume", "deploy", "-o", "name"),
 }
 
 // TestScaleAndRolloutMatchUpstream runs rolloutSeq with Run and with

@@ -51,8 +51,9 @@ func init() {
 }
 
 // infosFromArgs resolves TYPE NAME…, TYPE/NAME…, TYPE -l SEL, TYPE --all
-// and -f the way kubectl's builder does for the mutating commands.
-func (e *env) infosFromArgs(args []string, filenames []string, recursive bool, selector string, all, allNamespaces bool) ([]*info, []error, error) {
+// and -f the way kubectl's builder does for the mutating commands; with
+// bareType a TYPE alone selects all its objects in the namespace (rollout).
+func (e *env) infosFromArgs(args []string, filenames []string, recursive bool, selector string, all, bareType bool) ([]*info, []error, error) {
 	if len(filenames) > 0 {
 		infos, err := e.readManifests(filenames, recursive)
 		return infos, nil, err
@@ -60,7 +61,7 @@ func (e *env) infosFromArgs(args []string, filenames []string, recursive bool, s
 	if len(args) == 0 {
 		return nil, nil, errors.New("required resource not specified")
 	}
-	targets, err := e.targetsFromArgs(args, allNamespaces)
+	targets, err := e.targetsFromArgs(args, false)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -79,7 +80,7 @@ func (e *env) infosFromArgs(args []string, filenames []string, recursive bool, s
 			infos = append(infos, &info{mapping: t.mapping, namespace: t.namespace, name: t.name, obj: u})
 			continue
 		}
-		if selector == "" && !all {
+		if selector == "" && !all && !bareType {
 			return nil, nil, errors.New("resource(s) were provided, but no name was specified")
 		}
 		items, _, err := e.listObjects(t, selector, "")
