@@ -104,6 +104,16 @@ func TestControllerAgainstAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	poll(t, "default service account in team-a", exists("team-a"))
+	cms := api.Client.CoreV1().ConfigMaps("team-a")
+	rootCA := func() (bool, error) {
+		cm, err := cms.Get(ctx, serviceaccount.RootCACertConfigMapName, metav1.GetOptions{})
+		return err == nil && cm.Data["ca.crt"] == string(ca), err
+	}
+	poll(t, "kube-root-ca.crt in team-a", rootCA)
+	if err := cms.Delete(ctx, serviceaccount.RootCACertConfigMapName, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "kube-root-ca.crt recreated", rootCA)
 
 	// Deleted, it comes back (as a new object).
 	old, _ := sas("team-a").Get(ctx, "default", metav1.GetOptions{})

@@ -1,7 +1,8 @@
 // Package serviceaccount is kube-controller-manager's service account
 // controllers in one: every active namespace gets a "default" ServiceAccount
-// (recreated if deleted; pkg/controller/serviceaccount/serviceaccounts_controller.go),
-// and the legacy token controller (tokens_controller.go) fills
+// (recreated if deleted; pkg/controller/serviceaccount/serviceaccounts_controller.go)
+// and a kube-root-ca.crt ConfigMap (root-ca-cert-publisher), and the legacy
+// token controller (tokens_controller.go) fills
 // kubernetes.io/service-account-token Secrets with a token, ca.crt and
 // namespace, and deletes them when their ServiceAccount goes away.
 package serviceaccount
@@ -37,7 +38,9 @@ type TokenGenerator interface {
 type Options struct {
 	// ServiceAccounts are ensured in every active namespace. Default ["default"].
 	ServiceAccounts []string
-	// RootCA (PEM) is written to token Secrets as ca.crt; empty leaves it out.
+	// RootCA (PEM) is the cluster CA: published in every namespace as the
+	// kube-root-ca.crt ConfigMap and written to token Secrets as ca.crt.
+	// Empty disables both.
 	RootCA []byte
 	// TokenGenerator signs tokens for token Secrets. Nil disables the token
 	// controller (only the default service accounts are kept).
@@ -54,10 +57,13 @@ type Controller struct {
 	// "ns/name/uid/saName/saUID" so a deleted object can still be acted on.
 	saQueue     workqueue.TypedRateLimitingInterface[string]
 	secretQueue workqueue.TypedRateLimitingInterface[string]
+	// caQueue keys are namespace names (kube-root-ca.crt publishing).
+	caQueue workqueue.TypedRateLimitingInterface[string]
 
 	nsLister     corelisters.NamespaceLister
 	saLister     corelisters.ServiceAccountLister
 	secretLister corelisters.SecretLister
+	cmLister     corelisters.ConfigMapLister
 	synced       []cache.InformerSynced
 }
 
@@ -80,9 +86,34 @@ func New(cc controller.Context, opts Options) (*Controller, error) {
 	nsInf := cc.Informers.Core().V1().Namespaces()
 	saInf := cc.Informers.Core().V1().ServiceAccounts()
 	c.nsLister, c.saLister = nsInf.Lister(), saInf.Lister()
+	if len(opts.RootCA) > 0 {
+		c.caQueue = controller.NewQueue("root_ca_cert_publisher")
+		cmInf := cc.Informers.Core().V1().ConfigMaps()
+		c.cmLister = cmInf.Lister()
+		enqueueCM := func(obj any) {
+			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = t.Obj
+			}
+			if cm, ok := obj.(*corev1.ConfigMap); ok && cm.Name == RootCACertConfigMapName {
+				c.caQueue.Add(cm.Namespace)
+			}
+		}
+		cmReg, err := cmInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			UpdateFunc: func(_, obj any) { enqueueCM(obj) }, DeleteFunc: enqueueCM,
+		})
+		if err != nil {
+			return nil, err
+		}
+		c.synced = append(c.synced, cmReg.HasSynced)
+	}
 	enqueueNS := func(obj any) {
-		if ns, ok := obj.(*corev1.Namespace); ok {
-			c.nsQueue.Add(ns.Name)
+		ns, ok := obj.(*corev1.Namespace)
+		if !ok {
+			return
+		}
+		c.nsQueue.Add(ns.Name)
+		if c.caQueue != nil && ns.Status.Phase == corev1.NamespaceActive {
+			c.caQueue.Add(ns.Name)
 		}
 	}
 	nsReg, err := nsInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -141,6 +172,11 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	g.Go(func() error {
 		return controller.RunWorkers(gctx, Name, c.nsQueue, workers, c.syncNamespace, c.log, c.synced...)
 	})
+	if c.caQueue != nil {
+		g.Go(func() error {
+			return controller.RunWorkers(gctx, Name+"-root-ca", c.caQueue, workers, c.syncRootCA, c.log, c.synced...)
+		})
+	}
 	if c.opts.TokenGenerator != nil {
 		g.Go(func() error {
 			return controller.RunWorkers(gctx, Name+"-tokens", c.saQueue, workers, c.syncServiceAccount, c.log, c.synced...)

@@ -226,3 +226,48 @@ func TestNewValidates(t *testing.T) {
 		t.Error("New without clients succeeded")
 	}
 }
+
+func TestSyncRootCA(t *testing.T) {
+	ca := []byte("CA-PEM")
+	stale := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: RootCACertConfigMapName},
+		Data: map[string]string{"ca.crt": "OLD"}}
+	current := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: RootCACertConfigMapName,
+		Annotations: map[string]string{descriptionAnnotation: rootCADescription}}, Data: map[string]string{"ca.crt": "CA-PEM"}}
+	for _, tc := range []struct {
+		name  string
+		objs  []runtime.Object
+		verbs string
+	}{
+		{name: "created", objs: []runtime.Object{ns("app", corev1.NamespaceActive)}, verbs: "create"},
+		{name: "stale data replaced", objs: []runtime.Object{ns("app", corev1.NamespaceActive), stale}, verbs: "update"},
+		{name: "current left alone", objs: []runtime.Object{ns("app", corev1.NamespaceActive), current}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, client := newFake(t, Options{RootCA: ca}, tc.objs...)
+			client.ClearActions()
+			if err := c.syncRootCA(context.Background(), "app"); err != nil {
+				t.Fatal(err)
+			}
+			var verbs []string
+			for _, a := range client.Actions() {
+				verbs = append(verbs, a.GetVerb())
+			}
+			if strings.Join(verbs, ",") != tc.verbs {
+				t.Errorf("actions = %v, want %s", verbs, tc.verbs)
+			}
+			got, err := client.CoreV1().ConfigMaps("app").Get(context.Background(), RootCACertConfigMapName, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Data["ca.crt"] != "CA-PEM" || got.Annotations[descriptionAnnotation] != rootCADescription {
+				t.Errorf("configmap = %+v", got)
+			}
+		})
+	}
+	t.Run("disabled without a CA", func(t *testing.T) {
+		c, _ := newFake(t, Options{}, ns("app", corev1.NamespaceActive))
+		if c.caQueue != nil {
+			t.Error("publisher runs without a CA")
+		}
+	})
+}
