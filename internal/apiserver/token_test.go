@@ -16,6 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 )
 
 // fakeIssuer records what it was asked to sign.
@@ -88,6 +90,22 @@ func TestTokenRequest(t *testing.T) {
 		}
 		if got := c.ExpiresAt.Sub(c.IssuedAt); got != time.Hour {
 			t.Errorf("token lifetime = %v", got)
+		}
+	})
+
+	t.Run("protobuf request", func(t *testing.T) {
+		// kubelet-style clients send protobuf.
+		cfg := rest.CopyConfig(env.cfg)
+		cfg.ContentType = "application/vnd.kubernetes.protobuf"
+		cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+		pc := kubernetes.NewForConfigOrDie(cfg)
+		tr, err := pc.CoreV1().ServiceAccounts("default").CreateToken(ctx, "builder", &authenticationv1.TokenRequest{
+			Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: int64p(1200)}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tr.Status.Token != "signed-builder" || *tr.Spec.ExpirationSeconds != 1200 {
+			t.Errorf("token request = %+v", tr)
 		}
 	})
 
