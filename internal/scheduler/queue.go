@@ -33,8 +33,11 @@ type queuedPod struct {
 	// after it sends a failed pod to backoff instead of the unschedulable
 	// pool (the event that might have helped it came while it was out).
 	cycle int64
-	// changed records an update of the pod's spec while it was in flight.
+	// changed records an update of the pod's spec while it was in flight;
+	// newer is the latest object seen then. info stays as popped so that
+	// the attempt reads it without the lock.
 	changed bool
+	newer   *PodInfo
 	deleted bool
 }
 
@@ -173,6 +176,11 @@ func (q *schedulingQueue) update(p *PodInfo, specChanged bool) {
 }
 
 func (q *schedulingQueue) updateLocked(qp *queuedPod, p *PodInfo, specChanged bool) {
+	if qp.where == inFlight {
+		qp.newer = p
+		qp.changed = qp.changed || specChanged
+		return
+	}
 	qp.info = p
 	switch qp.where {
 	case inActive:
@@ -183,8 +191,6 @@ func (q *schedulingQueue) updateLocked(qp *queuedPod, p *PodInfo, specChanged bo
 		if specChanged {
 			q.moveLocked(qp, q.clock.Now())
 		}
-	case inFlight:
-		qp.changed = qp.changed || specChanged
 	}
 }
 
@@ -248,6 +254,7 @@ func (q *schedulingQueue) pop() (*queuedPod, bool) {
 	q.cycle++
 	qp.cycle = q.cycle
 	qp.changed = false
+	qp.newer = nil
 	return qp, true
 }
 
@@ -269,6 +276,7 @@ func (q *schedulingQueue) unschedulableAgain(qp *queuedPod) {
 	if qp.deleted || qp.where != inFlight {
 		return
 	}
+	q.landLocked(qp)
 	now := q.clock.Now()
 	qp.timestamp = now
 	if qp.changed || q.moveRequestCycle >= qp.cycle {
@@ -289,9 +297,17 @@ func (q *schedulingQueue) retry(qp *queuedPod) {
 	if qp.deleted || qp.where != inFlight {
 		return
 	}
+	q.landLocked(qp)
 	qp.timestamp = q.clock.Now()
 	qp.where = inBackoff
 	heap.Push(&q.backoff, qp)
+}
+
+// landLocked applies the update that came while the pod was in flight.
+func (q *schedulingQueue) landLocked(qp *queuedPod) {
+	if qp.newer != nil {
+		qp.info, qp.newer = qp.newer, nil
+	}
 }
 
 // moveAll is the reaction to a cluster event that may make pods fit (a

@@ -148,7 +148,8 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		wait.UntilWithContext(ctx, func(context.Context) { c.queue.flushBackoff() }, time.Second)
+		// kube flushes every second; shorter backoffs (tests) flush sooner.
+		wait.UntilWithContext(ctx, func(context.Context) { c.queue.flushBackoff() }, min(time.Second, c.opts.PodInitialBackoff))
 	}()
 	go func() {
 		defer wg.Done()
@@ -183,6 +184,7 @@ func (c *Controller) scheduleOne(ctx context.Context, qp *queuedPod) {
 		c.queue.done(qp)
 		return
 	}
+	c.log.Debug("scheduling", "pod", klogKey(pod), "attempt", qp.attempts)
 	c.cache.mu.Lock()
 	d, err := schedule(qp.info, c.cache.snapshotLocked(), &c.decisions)
 	if err == nil {
@@ -211,6 +213,7 @@ func (c *Controller) bind(ctx context.Context, qp *queuedPod, node string) {
 		Target:     corev1.ObjectReference{Kind: "Node", Name: node},
 	}, metav1.CreateOptions{})
 	if err == nil {
+		c.log.Debug("bound", "pod", klogKey(pod), "node", node)
 		c.queue.done(qp)
 		c.recorder.Eventf(pod, corev1.EventTypeNormal, "Scheduled", "Successfully assigned %v/%v to %v", pod.Namespace, pod.Name, node)
 		return

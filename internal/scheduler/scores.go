@@ -30,8 +30,9 @@ func scoreNodes(p *PodInfo, nodes []*NodeInfo) []int64 {
 	}
 
 	if p.Owner != "" {
+		w := math.Log(float64(len(nodes) + 2))
 		for i, n := range nodes {
-			raw[i] = topologySpreadRaw(p, n, len(nodes))
+			raw[i] = topologySpreadRaw(n.Owners[p.Owner], w)
 		}
 		normalizeTopologySpread(raw)
 		for i := range nodes {
@@ -123,13 +124,12 @@ func balancedAllocation(p *PodInfo, n *NodeInfo) int64 {
 }
 
 // topologySpreadRaw is PodTopologySpread's score under its system default
-// constraint for hostname (maxSkew 3, ScheduleAnyway): the pods of the same
-// owner on the node, weighted by log(feasible nodes + 2). Lower is better
-// until normalizeTopologySpread flips it.
-func topologySpreadRaw(p *PodInfo, n *NodeInfo, feasible int) int64 {
+// constraint for hostname (maxSkew 3, ScheduleAnyway): the count of pods of
+// the same owner on the node, weighted by w = log(feasible nodes + 2).
+// Lower is better until normalizeTopologySpread flips it.
+func topologySpreadRaw(count int, w float64) int64 {
 	const maxSkew = 3
-	w := math.Log(float64(feasible + 2))
-	return int64(math.Round(float64(n.Owners[p.Owner])*w + float64(maxSkew-1)))
+	return int64(math.Round(float64(count)*w + float64(maxSkew-1)))
 }
 
 func normalizeTopologySpread(s []int64) {
