@@ -20,6 +20,7 @@ import (
 	"github.com/skiff-dev/skiff/internal/controller/namespace"
 	"github.com/skiff-dev/skiff/internal/controller/nodeipam"
 	"github.com/skiff-dev/skiff/internal/controller/replicaset"
+	"github.com/skiff-dev/skiff/internal/controller/serviceaccount"
 	"github.com/skiff-dev/skiff/internal/controller/tainteviction"
 	"github.com/skiff-dev/skiff/internal/pki"
 )
@@ -46,7 +47,7 @@ func (s *Server) runControlPlane(ctx context.Context, ca *pki.CA, server string)
 			return err
 		}
 		defer stop()
-		comps, err := s.controllers(cc)
+		comps, err := s.controllers(cc, ca)
 		if err != nil {
 			return err
 		}
@@ -81,7 +82,7 @@ func start(ctx context.Context, g *errgroup.Group, cc controller.Context, comps 
 }
 
 // controllers builds kube-controller-manager's share of the control plane.
-func (s *Server) controllers(cc controller.Context) ([]component, error) {
+func (s *Server) controllers(cc controller.Context, ca *pki.CA) ([]component, error) {
 	var comps []component
 	add := func(name string, workers int, r runner, err error) error {
 		if err != nil {
@@ -121,6 +122,10 @@ func (s *Server) controllers(cc controller.Context) ([]component, error) {
 	}
 	nsc, err := namespace.New(cc, namespace.Options{})
 	if err := add("namespace", 10, nsc, err); err != nil {
+		return nil, err
+	}
+	sac, err := serviceaccount.New(cc, serviceaccount.Options{RootCA: ca.CertPEM, TokenGenerator: s.tokens})
+	if err := add("serviceaccount", 2, sac, err); err != nil {
 		return nil, err
 	}
 	ttl, err := eventttl.New(cc, eventttl.Options{TTL: s.cfg.EventTTL})

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -23,6 +25,7 @@ import (
 	"github.com/skiff-dev/skiff/internal/openapi"
 	"github.com/skiff-dev/skiff/internal/pki"
 	"github.com/skiff-dev/skiff/internal/registry"
+	"github.com/skiff-dev/skiff/internal/satoken"
 	"github.com/skiff-dev/skiff/internal/store"
 )
 
@@ -38,6 +41,7 @@ type Server struct {
 	res     resolved
 	log     *slog.Logger
 	baseLog *slog.Logger // without the component attribute, for the controllers
+	tokens  *satoken.Service
 
 	ready chan struct{} // closed once the API serves and bootstrap objects exist
 	// Filled by Run, for the agent half and tests.
@@ -107,13 +111,37 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("build openapi documents: %w", err)
 	}
-	api, err := apiserver.New(apiserver.Config{
-		Store:         st,
-		Resources:     resources,
-		Authenticator: certAuthenticator(),
-		OpenAPI:       oapi,
-		Version:       versionInfo(),
-		Logger:        s.log,
+	saKey, err := pki.LoadOrCreateServiceAccountKey(filepath.Join(dir, "tls"))
+	if err != nil {
+		return fmt.Errorf("service account key: %w", err)
+	}
+	var api *apiserver.Server // set below; the lookup runs only once requests arrive
+	tokens, err := satoken.New(satoken.Options{
+		Key: saKey,
+		Lookup: satoken.LookupFunc(func(ctx context.Context, gr schema.GroupResource, ns, name string) (runtime.Object, error) {
+			return api.GetObject(ctx, gr, ns, name)
+		}),
+		Logger: s.log,
+	})
+	if err != nil {
+		return err
+	}
+	s.tokens = tokens
+	certs := certAuthenticator()
+	api, err = apiserver.New(apiserver.Config{
+		Store:     st,
+		Resources: resources,
+		// Client certificates first, then service account bearer tokens.
+		Authenticator: func(r *http.Request) (apiserver.Identity, bool) {
+			if id, ok := certs(r); ok {
+				return id, true
+			}
+			return tokens.AuthenticateRequest(r)
+		},
+		TokenIssuer: tokens,
+		OpenAPI:     oapi,
+		Version:     versionInfo(),
+		Logger:      s.log,
 	})
 	if err != nil {
 		return err
