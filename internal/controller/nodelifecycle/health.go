@@ -117,13 +117,6 @@ func (c *Controller) monitorNodeHealth(ctx context.Context) error {
 		if current == nil {
 			return
 		}
-		pods, err := c.podsOnNode(node.Name)
-		if err != nil {
-			if current.Status != corev1.ConditionTrue && observed.Status == corev1.ConditionTrue {
-				c.nodesToRetry.Store(node.Name, struct{}{})
-			}
-			return
-		}
 		c.processTaintBaseEviction(ctx, node, &observed)
 		_, retry := c.nodesToRetry.Load(node.Name)
 		switch {
@@ -132,7 +125,13 @@ func (c *Controller) monitorNodeHealth(ctx context.Context) error {
 			c.recordNodeStatusChange(node, "NodeNotReady")
 			fallthrough
 		case retry && observed.Status != corev1.ConditionTrue:
-			if err := c.markPodsNotReady(ctx, pods, node.Name); err != nil {
+			// The pods are only looked up when needed (upstream lists
+			// them for every node on every pass).
+			pods, err := c.podsOnNode(node.Name)
+			if err == nil {
+				err = c.markPodsNotReady(ctx, pods, node.Name)
+			}
+			if err != nil {
 				c.log.Warn("unable to mark all pods not ready, will retry", "node", node.Name, "err", err)
 				c.nodesToRetry.Store(node.Name, struct{}{})
 				return
