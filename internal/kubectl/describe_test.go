@@ -206,6 +206,11 @@ func buildFixture(t *testing.T, cs kubernetes.Interface) {
 			Ports: []corev1.ServicePort{{Port: 5432, NodePort: 30432}}},
 	}, metav1.CreateOptions{}))
 
+	f.must(cs.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds", Labels: map[string]string{"app": "web"}},
+		Type: corev1.SecretTypeOpaque, Data: map[string][]byte{"password": []byte("hunter2")}}, metav1.CreateOptions{}))
+	f.must(cs.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "builder"},
+		ImagePullSecrets: []corev1.LocalObjectReference{{Name: "creds"}, {Name: "more"}}, Secrets: []corev1.ObjectReference{{Name: "creds"}}}, metav1.CreateOptions{}))
+
 	event := func(name string, obj corev1.ObjectReference, typ, reason, msg, component string, count int32, ago time.Duration) {
 		first := metav1.NewTime(time.Now().Add(-ago).Truncate(time.Second))
 		last := metav1.NewTime(time.Now().Add(-ago / 2).Truncate(time.Second))
@@ -268,6 +273,9 @@ var describeCases = []struct {
 	{"describe-no-args", []string{"describe"}},
 	{"describe-unknown-type", []string{"describe", "frobs"}},
 	{"describe-filename", []string{"describe", "-f", "{dir}/describe-web.yaml"}},
+	{"describe-secret", []string{"describe", "secret", "creds"}},
+	{"describe-serviceaccount", []string{"describe", "sa", "builder"}},
+	{"describe-endpointslice", []string{"describe", "endpointslices"}},
 	{"describe-lease", []string{"describe", "lease", "-n", "kube-node-lease"}},
 }
 
