@@ -9,7 +9,8 @@
 // node-lifecycle controller stamps it) rather than from when this
 // controller happened to notice the taint, so a restart of the server does
 // not restart every countdown. Taints without timeAdded count from when
-// they were first seen.
+// they were first seen, and so does a taint first seen within the second
+// its timeAdded (whole seconds) names, so no pod goes early.
 package tainteviction
 
 import (
@@ -401,8 +402,14 @@ func evictionTime(taints []corev1.Taint, tolerations []corev1.Toleration, create
 			continue
 		}
 		start := created
-		if taint.TimeAdded != nil {
-			start = taint.TimeAdded.Time
+		if t := taint.TimeAdded; t != nil {
+			start = t.Time
+			// timeAdded is stored in whole seconds: when we saw the taint
+			// within that second, our own time is the finer one (and an
+			// eviction never comes early).
+			if created.After(start) && created.Before(start.Add(time.Second)) {
+				start = created
+			}
 		}
 		t := start
 		if s := *tol.TolerationSeconds; s > 0 {

@@ -45,6 +45,8 @@ func TestEvictionTime(t *testing.T) {
 	}{
 		{"not tolerated", []corev1.Taint{unreachable(t0)}, nil, created, false},
 		{"tolerated for 30s from timeAdded", []corev1.Taint{unreachable(t0)}, []corev1.Toleration{tolerate(corev1.TaintNodeUnreachable, ptr.To[int64](30))}, t0.Add(30 * time.Second), false},
+		{"timeAdded's second refined by when the taint was seen", []corev1.Taint{unreachable(created.Add(-300 * time.Millisecond))},
+			[]corev1.Toleration{tolerate(corev1.TaintNodeUnreachable, ptr.To[int64](30))}, created.Add(30 * time.Second), false},
 		{"tolerated forever", []corev1.Taint{unreachable(t0)}, []corev1.Toleration{tolerate(corev1.TaintNodeUnreachable, nil)}, time.Time{}, true},
 		{"zero seconds", []corev1.Taint{unreachable(t0)}, []corev1.Toleration{tolerate(corev1.TaintNodeUnreachable, ptr.To[int64](0))}, t0, false},
 		{"negative seconds", []corev1.Taint{unreachable(t0)}, []corev1.Toleration{tolerate(corev1.TaintNodeUnreachable, ptr.To[int64](-5))}, t0, false},
