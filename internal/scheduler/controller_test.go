@@ -209,4 +209,12 @@ func TestStatusPatchNotRepeated(t *testing.T) {
 	if got := patches(); got != 1 {
 		t.Fatalf("%d status patches, want 1", got)
 	}
+	// Without events the pod is not retried (no hot loop), though its
+	// backoff (50ms at most here) is long over.
+	time.Sleep(300 * time.Millisecond) // negative check
+	select {
+	case e := <-fc.recorder.Events:
+		t.Fatalf("pod retried without a cluster event: %s", e)
+	default:
+	}
 }
