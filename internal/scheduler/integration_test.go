@@ -32,6 +32,8 @@ func startScheduler(t testing.TB, workers int) kubernetes.Interface {
 func runScheduler(t testing.TB, api *controllertest.API, workers int) {
 	t.Helper()
 	cc := api.Context(t)
+	// SCHED_LOG=1 shows the scheduler's debug log live (the test
+	// context otherwise prints it only when a test fails).
 	if os.Getenv("SCHED_LOG") != "" {
 		cc.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

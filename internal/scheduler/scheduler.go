@@ -231,10 +231,17 @@ func (c *Controller) bind(ctx context.Context, qp *queuedPod, node string) {
 		c.queue.delete(pod.UID)
 		return
 	}
+	c.queue.retry(qp)
+	if apierrors.IsConflict(err) {
+		// Already bound or being deleted, and the informer has not shown
+		// it yet; the retry will find out. PodScheduled may already be
+		// True, so leave the status alone.
+		c.log.Debug("binding conflict, retrying", "pod", klogKey(pod), "node", node, "err", err)
+		return
+	}
 	c.log.Warn("binding failed, retrying", "pod", klogKey(pod), "node", node, "err", err)
 	msg := fmt.Sprintf("binding rejected: %v", err)
 	c.recorder.Event(pod, corev1.EventTypeWarning, "FailedScheduling", truncateMessage(msg))
-	c.queue.retry(qp)
 	c.setUnschedulableCondition(ctx, cur, corev1.PodReasonSchedulerError, msg)
 }
 
