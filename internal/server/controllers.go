@@ -19,6 +19,8 @@ import (
 	"github.com/skiff-dev/skiff/internal/controller/garbagecollector"
 	"github.com/skiff-dev/skiff/internal/controller/namespace"
 	"github.com/skiff-dev/skiff/internal/controller/nodeipam"
+	"github.com/skiff-dev/skiff/internal/controller/nodelifecycle"
+	"github.com/skiff-dev/skiff/internal/controller/podgc"
 	"github.com/skiff-dev/skiff/internal/controller/replicaset"
 	"github.com/skiff-dev/skiff/internal/controller/serviceaccount"
 	"github.com/skiff-dev/skiff/internal/controller/tainteviction"
@@ -110,6 +112,14 @@ func (s *Server) controllers(cc controller.Context, ca *pki.CA) ([]component, er
 	}
 	ipam, err := nodeipam.New(cc, nodeipam.Options{ClusterCIDR: s.res.clusterCIDR, ServiceCIDR: s.res.serviceCIDR})
 	if err := add("nodeipam", 1, ipam, err); err != nil {
+		return nil, err
+	}
+	life, err := nodelifecycle.New(cc, nodelifecycle.Options{NodeMonitorGracePeriod: s.cfg.NodeMonitorGracePeriod})
+	if err := add("node-lifecycle", 1, life, err); err != nil {
+		return nil, err
+	}
+	pgc, err := podgc.New(cc, podgc.Options{})
+	if err := add("pod-garbage-collector", 1, pgc, err); err != nil {
 		return nil, err
 	}
 	evict, err := tainteviction.New(cc, tainteviction.Options{})
