@@ -53,13 +53,14 @@ func BenchmarkSchedule(b *testing.B) {
 }
 
 // BenchmarkSchedulerAPI runs the whole scheduler against the real API
-// server: 100 Ready nodes and b.N pending pods (Deployments of 100) exist
+// server: 100 Ready nodes (SCHED_NODES) and b.N pending pods (Deployments of 100) exist
 // before it starts; timed until all are bound, which includes the binds,
-// Scheduled events and informer traffic. Run with e.g. -benchtime=3000x.
+// Scheduled events and informer traffic, with 16 bind workers
+// (SCHED_WORKERS). Run with e.g. -benchtime=3000x.
 func BenchmarkSchedulerAPI(b *testing.B) {
 	api := controllertest.Start(b)
 	ctx := context.Background()
-	for i := range 100 {
+	for i := range envInt("SCHED_NODES", 100) {
 		createNode(b, api.Client, testNode(fmt.Sprintf("node-%d", i), "4", "16Gi", 110))
 	}
 	var wg sync.WaitGroup
@@ -81,7 +82,7 @@ func BenchmarkSchedulerAPI(b *testing.B) {
 
 	b.ResetTimer()
 	start := time.Now()
-	runScheduler(b, api, benchWorkers())
+	runScheduler(b, api, envInt("SCHED_WORKERS", 16))
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Minute, true, func(ctx context.Context) (bool, error) {
 		list, err := api.Client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=", Limit: 1})
 		if err != nil {
@@ -95,10 +96,10 @@ func BenchmarkSchedulerAPI(b *testing.B) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "binds/s")
 }
 
-// benchWorkers is the bind concurrency, SCHED_WORKERS or 16.
-func benchWorkers() int {
-	if n, err := strconv.Atoi(os.Getenv("SCHED_WORKERS")); err == nil && n > 0 {
+// envInt reads a benchmark knob (SCHED_NODES, SCHED_WORKERS).
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
 		return n
 	}
-	return 16
+	return def
 }
