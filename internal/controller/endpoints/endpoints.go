@@ -62,6 +62,7 @@ type Controller struct {
 
 	triggerTimes *endpointutil.TriggerTimeTracker
 	stale        *staleTracker
+	staleRetry   endpointutil.StaleBackoff
 }
 
 // New registers the controller's handlers on cc's shared pod, service and
@@ -199,6 +200,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		}
 		c.triggerTimes.DeleteService(namespace, svcName)
 		c.stale.forget(namespace, svcName)
+		c.staleRetry.Reset(key)
 		return nil
 	}
 	if err != nil {
@@ -225,8 +227,10 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	case err != nil:
 		return err
 	case c.stale.isStale(current):
-		return controller.RequeueAfter(100 * time.Millisecond)
+		c.log.Debug("endpoints informer cache is out of date", "service", key, "resourceVersion", current.ResourceVersion)
+		return controller.RequeueAfter(c.staleRetry.Next(key))
 	}
+	c.staleRetry.Reset(key)
 	create := current.ResourceVersion == ""
 
 	compareLabels := current.Labels
@@ -284,7 +288,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		}
 		if create && apierrors.IsAlreadyExists(err) {
 			// The informer has not seen our (or someone's) create yet.
-			return controller.RequeueAfter(100 * time.Millisecond)
+			return controller.RequeueAfter(c.staleRetry.Next(key))
 		}
 		if apierrors.IsConflict(err) {
 			return err

@@ -72,6 +72,7 @@ type Controller struct {
 	rec          *reconciler
 	tracker      *sliceTracker
 	triggerTimes *endpointutil.TriggerTimeTracker
+	staleRetry   endpointutil.StaleBackoff
 }
 
 // New registers the controller's handlers on cc's shared pod, service, node
@@ -241,9 +242,6 @@ func (c *Controller) onSliceDelete(obj any) {
 	}
 }
 
-// errStaleCache is returned while the slice cache lags behind our writes.
-var errStaleCache = fmt.Errorf("EndpointSlice informer cache is out of date")
-
 // sync reconciles the slices of one Service.
 func (c *Controller) sync(ctx context.Context, key string) error {
 	namespace, svcName, err := cache.SplitMetaNamespaceKey(key)
@@ -255,6 +253,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		// Its slices are owned by it and go with the garbage collector.
 		c.triggerTimes.DeleteService(namespace, svcName)
 		c.tracker.deleteService(namespace, svcName)
+		c.staleRetry.Reset(key)
 		return nil
 	}
 	if err != nil {
@@ -283,8 +282,12 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		}
 	}
 	if c.tracker.stale(svc, existing) {
-		return errStaleCache
+		// Our last write has not reached the cache yet; acting now would
+		// undo or duplicate it.
+		c.log.Debug("EndpointSlice informer cache is out of date", "service", key)
+		return controller.RequeueAfter(c.staleRetry.Next(key))
 	}
+	c.staleRetry.Reset(key)
 	triggerTime := c.triggerTimes.Compute(svc, pods)
 	if err := c.rec.reconcile(ctx, svc, pods, existing, triggerTime); err != nil {
 		if !apierrors.IsConflict(err) {

@@ -541,7 +541,9 @@ func TestForeignSliceReplaced(t *testing.T) {
 func TestServiceLabelsMirrored(t *testing.T) {
 	f := newFixture(t, Options{}, newService("web"), newNode("node-1", ""), newPod("a", "10.1.0.1", true))
 	f.mustSync(t, "default/web")
-	svc := newService("web", func(s *corev1.Service) { s.Labels = map[string]string{"team": "b", discoveryv1.LabelServiceName: "evil"} })
+	svc := newService("web", func(s *corev1.Service) {
+		s.Labels = map[string]string{"team": "b", discoveryv1.LabelServiceName: "evil"}
+	})
 	if _, err := f.client.CoreV1().Services("default").Update(context.Background(), svc, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}

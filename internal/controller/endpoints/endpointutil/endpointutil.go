@@ -336,3 +336,31 @@ func (t *TriggerTimeTracker) DeleteService(namespace, name string) {
 	delete(t.states, namespace+"/"+name)
 	t.mu.Unlock()
 }
+
+// StaleBackoff spaces the retries of a sync that found the informer cache
+// behind the controller's own last write: quick at first (the watch event
+// is usually milliseconds away, and nothing else will queue the key when it
+// lands), doubling up to a second if the cache stays behind.
+type StaleBackoff struct {
+	mu    sync.Mutex
+	tries map[string]int
+}
+
+// Next returns how long to wait before looking at key again.
+func (b *StaleBackoff) Next(key string) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.tries == nil {
+		b.tries = map[string]int{}
+	}
+	n := b.tries[key]
+	b.tries[key] = n + 1
+	return min(10*time.Millisecond<<min(n, 10), time.Second)
+}
+
+// Reset forgets key's retries (its cache caught up, or it is gone).
+func (b *StaleBackoff) Reset(key string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.tries, key)
+}
