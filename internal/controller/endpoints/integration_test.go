@@ -194,6 +194,28 @@ func TestIntegration(t *testing.T) {
 	}
 	expectEndpoints(t, client, "hl", "10.244.0.2||")
 
+	// Steady state: a sync from the cache (as a resync would do) finds the
+	// stored object equal and writes nothing.
+	var hl *corev1.Endpoints
+	eventually(t, "endpoints cache", func() string {
+		stored, err := client.CoreV1().Endpoints("default").Get(ctx, "hl", metav1.GetOptions{})
+		if err != nil {
+			return err.Error()
+		}
+		cached, err := c.endpoints.Endpoints("default").Get("hl")
+		if err != nil || cached.ResourceVersion != stored.ResourceVersion {
+			return fmt.Sprintf("cache behind (err %v)", err)
+		}
+		hl = stored
+		return ""
+	})
+	if err := c.sync(ctx, "default/hl"); err != nil {
+		t.Fatalf("steady-state sync: %v", err)
+	}
+	if again, err := client.CoreV1().Endpoints("default").Get(ctx, "hl", metav1.GetOptions{}); err != nil || again.ResourceVersion != hl.ResourceVersion {
+		t.Errorf("endpoints rewritten without a change (err %v)", err)
+	}
+
 	// The selector-less service's Endpoints were never touched.
 	got, err := client.CoreV1().Endpoints("default").Get(ctx, "manual", metav1.GetOptions{})
 	if err != nil || summary(got) != "192.168.9.9||:82" || len(got.Labels) != 0 {

@@ -237,15 +237,18 @@ func TestIntegration(t *testing.T) {
 	if _, err := client.CoreV1().Pods("default").Update(ctx, pod, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// Wait for a later event to have been processed: a pod readiness flip
-	// on another service's selector would do, but simpler is to wait until
-	// the controller's queue is idle.
-	eventually(t, "queue idle", func() string {
-		if n := c.queue.Len(); n != 0 {
-			return fmt.Sprintf("%d queued", n)
+	// Sync directly (as a resync would) once the cache shows the pod
+	// change: the slices must come out equal to what the server stored.
+	eventually(t, "pod cache", func() string {
+		p, err := c.pods.Lister.Pods("default").Get("pod-0")
+		if err != nil || p.Annotations["touched"] != "yes" {
+			return fmt.Sprintf("not yet (err %v)", err)
 		}
 		return ""
 	})
+	if err := c.sync(ctx, "default/web"); err != nil {
+		t.Fatalf("steady-state sync: %v", err)
+	}
 	ss, _ = serviceSlices(ctx, client, "web")
 	for _, s := range ss {
 		if before[s.Name] != s.ResourceVersion {
