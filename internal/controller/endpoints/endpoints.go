@@ -163,7 +163,10 @@ func (c *Controller) enqueueServices(keys sets.Set[string]) {
 
 func (c *Controller) addPod(obj any) {
 	pod, ok := obj.(*corev1.Pod)
-	if !ok {
+	if !ok || !endpointutil.ShouldPodBeInEndpoints(pod, true) {
+		// A pod without an IP (or finished) is in no endpoints, so its
+		// arrival or departure changes none: skip the no-op syncs (one per
+		// pod created at scale).
 		return
 	}
 	keys, err := endpointutil.ServicesForPod(c.services, pod.Namespace, pod.Labels)

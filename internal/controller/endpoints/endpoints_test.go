@@ -509,6 +509,16 @@ func TestPodEventsEnqueueMatchingServices(t *testing.T) {
 	if n := f.c.queue.Len(); n != 2 {
 		t.Fatalf("queue has %d keys, want 2", n)
 	}
+	// A pod without an IP is in no endpoints: its arrival queues nothing.
+	f.drain(t, 0)
+	f.c.addPod(newPod("new", "", false))
+	if n := f.c.queue.Len(); n != 0 {
+		t.Fatalf("IP-less pod queued %d keys", n)
+	}
+	f.c.addPod(newPod("new", "10.1.0.5", false))
+	if n := f.c.queue.Len(); n != 1 {
+		t.Fatalf("pod with an IP queued %d keys, want 1", n)
+	}
 	// Irrelevant change (annotation): nothing.
 	f2 := newFixture(t, newService("web", sel()))
 	f2.drain(t, 1)

@@ -182,10 +182,11 @@ func podEndpointsChanged(oldPod, newPod *corev1.Pod) (bool, bool) {
 	switch {
 	case !newPod.DeletionTimestamp.Equal(oldPod.DeletionTimestamp),
 		controller.IsPodReady(oldPod) != controller.IsPodReady(newPod),
-		// Upstream leaves these out; they are cheap and make a pod that
-		// turns terminal while unready, or a late hostname, show at once.
+		// Upstream leaves these out; they are rare and make a pod that
+		// turns terminal while unready, or a hostname change, show at
+		// once. (Not nodeName: binding precedes the IP and would cost a
+		// no-op sync per scheduled pod.)
 		controller.IsPodTerminal(oldPod) != controller.IsPodTerminal(newPod),
-		oldPod.Spec.NodeName != newPod.Spec.NodeName,
 		oldPod.Spec.Hostname != newPod.Spec.Hostname || oldPod.Spec.Subdomain != newPod.Spec.Subdomain,
 		!reflect.DeepEqual(PodIPs(oldPod), PodIPs(newPod)):
 		return true, labelsChanged
