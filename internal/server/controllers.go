@@ -25,6 +25,7 @@ import (
 	"github.com/skiff-dev/skiff/internal/controller/serviceaccount"
 	"github.com/skiff-dev/skiff/internal/controller/tainteviction"
 	"github.com/skiff-dev/skiff/internal/pki"
+	"github.com/skiff-dev/skiff/internal/scheduler"
 )
 
 // runner is a built controller (or the scheduler).
@@ -147,7 +148,12 @@ func (s *Server) controllers(cc controller.Context, ca *pki.CA) ([]component, er
 
 // schedulers builds kube-scheduler's share.
 func (s *Server) schedulers(cc controller.Context) ([]component, error) {
-	return nil, nil
+	sched, err := scheduler.New(cc, scheduler.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("scheduler: %w", err)
+	}
+	// Workers bind concurrently; decisions are made one at a time.
+	return []component{{"scheduler", 16, sched}}, nil
 }
 
 // componentContext builds clients for one control-plane component, with a

@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 )
 
@@ -290,7 +291,24 @@ func (s *Sim) register(ctx context.Context, n *simNode) error {
 	s.mu.Lock()
 	n.uid = node.UID
 	s.mu.Unlock()
-	return s.postStatus(ctx, node)
+	return s.postStatusRetrying(ctx, node)
+}
+
+// postStatusRetrying posts the status, re-reading the node when the server's
+// controllers (pod CIDR, taints) changed it meanwhile.
+func (s *Sim) postStatusRetrying(ctx context.Context, node *corev1.Node) error {
+	first := true
+	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		if !first {
+			fresh, err := s.client.CoreV1().Nodes().Get(ctx, node.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			node = fresh
+		}
+		first = false
+		return s.postStatus(ctx, node)
+	})
 }
 
 func (s *Sim) heartbeatAll(ctx context.Context) error {
@@ -302,7 +320,7 @@ func (s *Sim) heartbeatAll(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		return s.postStatus(ctx, node)
+		return s.postStatusRetrying(ctx, node)
 	})
 }
 
