@@ -196,24 +196,26 @@ func TestIntegration(t *testing.T) {
 
 	// Steady state: a sync from the cache (as a resync would do) finds the
 	// stored object equal and writes nothing.
-	var hl *corev1.Endpoints
-	eventually(t, "endpoints cache", func() string {
-		stored, err := client.CoreV1().Endpoints("default").Get(ctx, "hl", metav1.GetOptions{})
-		if err != nil {
-			return err.Error()
+	for _, name := range []string{"hl", "pub"} {
+		var stored *corev1.Endpoints
+		eventually(t, "endpoints cache", func() string {
+			var err error
+			stored, err = client.CoreV1().Endpoints("default").Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err.Error()
+			}
+			cached, err := c.endpoints.Endpoints("default").Get(name)
+			if err != nil || cached.ResourceVersion != stored.ResourceVersion {
+				return fmt.Sprintf("cache behind (err %v)", err)
+			}
+			return ""
+		})
+		if err := c.sync(ctx, "default/"+name); err != nil {
+			t.Fatalf("steady-state sync: %v", err)
 		}
-		cached, err := c.endpoints.Endpoints("default").Get("hl")
-		if err != nil || cached.ResourceVersion != stored.ResourceVersion {
-			return fmt.Sprintf("cache behind (err %v)", err)
+		if again, err := client.CoreV1().Endpoints("default").Get(ctx, name, metav1.GetOptions{}); err != nil || again.ResourceVersion != stored.ResourceVersion {
+			t.Errorf("endpoints %s rewritten without a change (err %v)", name, err)
 		}
-		hl = stored
-		return ""
-	})
-	if err := c.sync(ctx, "default/hl"); err != nil {
-		t.Fatalf("steady-state sync: %v", err)
-	}
-	if again, err := client.CoreV1().Endpoints("default").Get(ctx, "hl", metav1.GetOptions{}); err != nil || again.ResourceVersion != hl.ResourceVersion {
-		t.Errorf("endpoints rewritten without a change (err %v)", err)
 	}
 
 	// The selector-less service's Endpoints were never touched.
