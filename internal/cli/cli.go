@@ -83,6 +83,7 @@ func serverCommand() *cli.Command {
 			&cli.StringFlag{Name: "service-node-port-range", Value: server.DefaultNodePortRange, Usage: "NodePort range"},
 			&cli.StringFlag{Name: "datastore-endpoint", Usage: "external datastore (not yet supported; bbolt is built in)"},
 			&cli.DurationFlag{Name: "node-monitor-grace-period", Value: server.DefaultNodeMonitorGracePeriod, Usage: "how long a node may go without a heartbeat before it is marked Unknown"},
+			&cli.DurationFlag{Name: "node-monitor-period", Value: server.DefaultNodeMonitorPeriod, Usage: "how often the node lifecycle controller checks node heartbeats"},
 			&cli.Int64Flag{Name: "default-not-ready-toleration-seconds", Value: server.DefaultTolerationSeconds, Usage: "tolerationSeconds given to pods for the not-ready:NoExecute taint"},
 			&cli.Int64Flag{Name: "default-unreachable-toleration-seconds", Value: server.DefaultTolerationSeconds, Usage: "tolerationSeconds given to pods for the unreachable:NoExecute taint"},
 			&cli.DurationFlag{Name: "event-ttl", Value: server.DefaultEventTTL, Usage: "how long events are kept"},
@@ -119,6 +120,7 @@ func serverCommand() *cli.Command {
 				DatastoreEndpoint:   c.String("datastore-endpoint"),
 
 				NodeMonitorGracePeriod:              c.Duration("node-monitor-grace-period"),
+				NodeMonitorPeriod:                   c.Duration("node-monitor-period"),
 				DefaultNotReadyTolerationSeconds:    c.Int64("default-not-ready-toleration-seconds"),
 				DefaultUnreachableTolerationSeconds: c.Int64("default-unreachable-toleration-seconds"),
 				EventTTL:                            c.Duration("event-ttl"),

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -30,6 +31,7 @@ func simCommand() *cli.Command {
 			&cli.StringFlag{Name: "memory", Value: "16Gi", Usage: "memory capacity of each node"},
 			&cli.StringSliceFlag{Name: "fail", Usage: "node(s) that stop heartbeating after --after"},
 			&cli.DurationFlag{Name: "after", Usage: "when the --fail nodes stop"},
+			&cli.DurationFlag{Name: "lease-renew-interval", Value: 10 * time.Second, Usage: "how often node leases are renewed (keep it well under the server's --node-monitor-grace-period)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
@@ -42,6 +44,9 @@ func simCommand() *cli.Command {
 			mem, err := resource.ParseQuantity(c.String("memory"))
 			if err != nil {
 				return cli.Exit(fmt.Sprintf("skiff sim: --memory %q: %v", c.String("memory"), err), 2)
+			}
+			if c.Duration("lease-renew-interval") <= 0 {
+				return cli.Exit("skiff sim: --lease-renew-interval must be positive", 2)
 			}
 			if len(c.StringSlice("fail")) == 0 && c.IsSet("after") {
 				return cli.Exit("skiff sim: --after needs --fail", 2)
@@ -76,6 +81,8 @@ func simCommand() *cli.Command {
 				Memory:      mem,
 				Fail:        c.StringSlice("fail"),
 				FailAfter:   c.Duration("after"),
+
+				RenewInterval: c.Duration("lease-renew-interval"),
 			}, newLogger(c))
 			if err != nil {
 				return cli.Exit(err.Error(), 2)

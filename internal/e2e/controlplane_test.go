@@ -233,10 +233,22 @@ func TestOrphanCascadeAndNamespaceDeletion(t *testing.T) {
 		return apierrors.IsNotFound(err)
 	})
 	for _, check := range []func() (int, error){
-		func() (int, error) { l, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{}); return len(l.Items), err },
-		func() (int, error) { l, err := client.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{}); return len(l.Items), err },
-		func() (int, error) { l, err := client.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{}); return len(l.Items), err },
-		func() (int, error) { l, err := client.CoreV1().Services(ns).List(ctx, metav1.ListOptions{}); return len(l.Items), err },
+		func() (int, error) {
+			l, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+			return len(l.Items), err
+		},
+		func() (int, error) {
+			l, err := client.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{})
+			return len(l.Items), err
+		},
+		func() (int, error) {
+			l, err := client.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
+			return len(l.Items), err
+		},
+		func() (int, error) {
+			l, err := client.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
+			return len(l.Items), err
+		},
 	} {
 		if n, err := check(); err != nil || n != 0 {
 			t.Errorf("left in the deleted namespace: %d (%v)", n, err)
@@ -309,9 +321,12 @@ spec:
 // nodes within the toleration plus a few seconds.
 func TestNodeFailureEviction(t *testing.T) {
 	kc := upstreamKubectl(t)
-	c := startServer(t, "--node-monitor-grace-period", "4s",
+	c := startServer(t, "--node-monitor-grace-period", "4s", "--node-monitor-period", "1s",
 		"--default-not-ready-toleration-seconds", "2", "--default-unreachable-toleration-seconds", "2")
-	c.simNodes(3, "--fail", "sim-1", "--after", "8s")
+	// Leases renewed every second, so a 4s grace period tells the failed
+	// node from the live ones.
+	c.simNodes(3, "--fail", "sim-1", "--after", "8s", "--lease-renew-interval", "1s")
+	failedAt := time.Now().Add(8 * time.Second) // about when sim-1 stops
 	client := c.client()
 	ctx := context.Background()
 	c.mustKubectl(kc, fmt.Sprintf(webDeployment, "default", "default"), "apply", "-f", "-")
@@ -325,7 +340,6 @@ func TestNodeFailureEviction(t *testing.T) {
 	if onFailed == 0 {
 		t.Fatal("no pods landed on sim-1; the spread is broken")
 	}
-	start := time.Now()
 	c.eventually(40*time.Second, "sim-1 Unknown and tainted unreachable", func() bool {
 		n, err := client.CoreV1().Nodes().Get(ctx, "sim-1", metav1.GetOptions{})
 		if err != nil {
@@ -344,7 +358,8 @@ func TestNodeFailureEviction(t *testing.T) {
 		}
 		return false
 	})
-	// Toleration 2s plus controller periods: well inside 30s.
+	// Grace 4s, then the taint one monitor period later, then the 2s
+	// toleration: about 8s after the last heartbeat; allow a few seconds.
 	c.eventually(30*time.Second, "10 available pods again, none on sim-1", func() bool {
 		live := 0
 		for _, p := range podsOf(t, client, "default", "app=web") {
@@ -358,7 +373,11 @@ func TestNodeFailureEviction(t *testing.T) {
 		d, err := client.AppsV1().Deployments("default").Get(ctx, "web", metav1.GetOptions{})
 		return err == nil && live == 10 && d.Status.AvailableReplicas == 10
 	})
-	t.Logf("pods of the failed node replaced %.1fs after it stopped heartbeating", time.Since(start).Seconds()+0)
+	took := time.Since(failedAt)
+	t.Logf("pods of the failed node replaced about %.1fs after it stopped heartbeating", took.Seconds())
+	if took > 20*time.Second {
+		t.Errorf("replacement took %s; grace 4s + period 1s + toleration 2s should need about 8s", took)
+	}
 	out := c.mustKubectl(kc, "", "get", "nodes")
 	if !strings.Contains(out, "sim-1   NotReady") {
 		t.Errorf("kubectl get nodes:\n%s", out)

@@ -35,6 +35,7 @@ type Config struct {
 	// Control-plane tuning, named after the kube-controller-manager and
 	// kube-apiserver flags they mirror.
 	NodeMonitorGracePeriod              time.Duration // 40s: lease age after which a node is Unknown
+	NodeMonitorPeriod                   time.Duration // 5s: how often node health is checked
 	DefaultNotReadyTolerationSeconds    int64         // 300
 	DefaultUnreachableTolerationSeconds int64         // 300
 	EventTTL                            time.Duration // 1h
@@ -53,6 +54,7 @@ const (
 	DefaultNodePortRange = "30000-32767"
 
 	DefaultNodeMonitorGracePeriod = 40 * time.Second
+	DefaultNodeMonitorPeriod      = 5 * time.Second
 	DefaultTolerationSeconds      = 300
 	DefaultEventTTL               = time.Hour
 )
@@ -99,6 +101,9 @@ func (c *Config) setDefaults() {
 	if c.NodeMonitorGracePeriod == 0 {
 		c.NodeMonitorGracePeriod = DefaultNodeMonitorGracePeriod
 	}
+	if c.NodeMonitorPeriod == 0 {
+		c.NodeMonitorPeriod = DefaultNodeMonitorPeriod
+	}
 	if c.DefaultNotReadyTolerationSeconds == 0 {
 		c.DefaultNotReadyTolerationSeconds = DefaultTolerationSeconds
 	}
@@ -136,6 +141,9 @@ func (c *Config) resolve() (resolved, error) {
 	}
 	if c.NodeMonitorGracePeriod < time.Second {
 		errs = append(errs, fmt.Errorf("--node-monitor-grace-period %s: must be at least 1s", c.NodeMonitorGracePeriod))
+	}
+	if c.NodeMonitorPeriod < 100*time.Millisecond || c.NodeMonitorPeriod >= c.NodeMonitorGracePeriod {
+		errs = append(errs, fmt.Errorf("--node-monitor-period %s: must be at least 100ms and shorter than --node-monitor-grace-period %s", c.NodeMonitorPeriod, c.NodeMonitorGracePeriod))
 	}
 	if c.DefaultNotReadyTolerationSeconds < 0 || c.DefaultUnreachableTolerationSeconds < 0 {
 		errs = append(errs, errors.New("--default-not-ready-toleration-seconds and --default-unreachable-toleration-seconds must not be negative"))

@@ -115,7 +115,10 @@ func (s *Server) controllers(cc controller.Context, ca *pki.CA) ([]component, er
 	if err := add("nodeipam", 1, ipam, err); err != nil {
 		return nil, err
 	}
-	life, err := nodelifecycle.New(cc, nodelifecycle.Options{NodeMonitorGracePeriod: s.cfg.NodeMonitorGracePeriod})
+	life, err := nodelifecycle.New(cc, nodelifecycle.Options{
+		NodeMonitorGracePeriod: s.cfg.NodeMonitorGracePeriod,
+		NodeMonitorPeriod:      s.cfg.NodeMonitorPeriod,
+	})
 	if err := add("node-lifecycle", 1, life, err); err != nil {
 		return nil, err
 	}
