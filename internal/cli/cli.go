@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/urfave/cli/v2"
+	"k8s.io/klog/v2"
 
 	"github.com/skiff-dev/skiff/internal/kubectl"
 	"github.com/skiff-dev/skiff/internal/server"
@@ -59,8 +60,32 @@ func newLogger(c *cli.Context) *slog.Logger {
 	if c.Bool("debug") {
 		level = slog.LevelDebug
 	}
-	return slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level}))
+	h := slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})
+	// client-go logs through klog; send that through slog too, with its
+	// informational chatter ("Waiting for caches to sync") at debug level.
+	klog.SetSlogLogger(slog.New(quietInfo{h}).With("component", "client-go"))
+	return slog.New(h)
 }
+
+// quietInfo lowers Info records to Debug.
+type quietInfo struct{ slog.Handler }
+
+func (q quietInfo) Enabled(ctx context.Context, l slog.Level) bool {
+	if l == slog.LevelInfo {
+		l = slog.LevelDebug
+	}
+	return q.Handler.Enabled(ctx, l)
+}
+
+func (q quietInfo) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level == slog.LevelInfo {
+		r.Level = slog.LevelDebug
+	}
+	return q.Handler.Handle(ctx, r)
+}
+
+func (q quietInfo) WithAttrs(a []slog.Attr) slog.Handler { return quietInfo{q.Handler.WithAttrs(a)} }
+func (q quietInfo) WithGroup(n string) slog.Handler      { return quietInfo{q.Handler.WithGroup(n)} }
 
 func serverCommand() *cli.Command {
 	return &cli.Command{

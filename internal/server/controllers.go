@@ -76,7 +76,9 @@ func start(ctx context.Context, g *errgroup.Group, cc controller.Context, comps 
 	cc.Informers.Start(ctx.Done())
 	for _, c := range comps {
 		g.Go(func() error {
-			if err := c.run.Run(ctx, c.workers); err != nil {
+			// After ctx ends, an error is only the cancellation's echo (e.g.
+			// caches that had not synced yet), not a failure.
+			if err := c.run.Run(ctx, c.workers); err != nil && ctx.Err() == nil {
 				return fmt.Errorf("%s: %w", c.name, err)
 			}
 			return nil
