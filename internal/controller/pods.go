@@ -1,10 +1,15 @@
 package controller
 
 import (
+	"context"
+	"encoding/json"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/strategicpatch"
+	"k8s.io/client-go/kubernetes"
 )
 
 // PodCondition returns the pod's condition of type t, or nil.
@@ -48,4 +53,46 @@ func IsPodActive(pod *corev1.Pod) bool {
 // IsPodTerminal reports whether the pod's phase is Succeeded or Failed.
 func IsPodTerminal(pod *corev1.Pod) bool {
 	return pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
+}
+
+// UpdatePodCondition sets cond in status (keeping its lastTransitionTime
+// when the status did not change, else now) and reports whether anything
+// changed (upstream's podutil.UpdatePodCondition).
+func UpdatePodCondition(status *corev1.PodStatus, cond *corev1.PodCondition, now metav1.Time) bool {
+	cond.LastTransitionTime = now
+	for i := range status.Conditions {
+		old := &status.Conditions[i]
+		if old.Type != cond.Type {
+			continue
+		}
+		if cond.Status == old.Status {
+			cond.LastTransitionTime = old.LastTransitionTime
+		}
+		same := cond.Status == old.Status && cond.Reason == old.Reason && cond.Message == old.Message &&
+			cond.LastProbeTime.Equal(&old.LastProbeTime) && cond.LastTransitionTime.Equal(&old.LastTransitionTime)
+		*old = *cond
+		return !same
+	}
+	status.Conditions = append(status.Conditions, *cond)
+	return true
+}
+
+// PatchPodStatus writes status over pod's with a strategic merge patch of
+// the difference that carries the pod's UID, so it cannot land on a
+// same-named replacement (upstream's utilpod.PatchPodStatus).
+func PatchPodStatus(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod, status corev1.PodStatus) error {
+	oldData, err := json.Marshal(corev1.Pod{Status: pod.Status})
+	if err != nil {
+		return err
+	}
+	newData, err := json.Marshal(corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: pod.UID}, Status: status})
+	if err != nil {
+		return err
+	}
+	patch, err := strategicpatch.CreateTwoWayMergePatch(oldData, newData, corev1.Pod{})
+	if err != nil {
+		return err
+	}
+	_, err = client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
+	return err
 }

@@ -33,7 +33,8 @@ func BenchmarkControlPlaneScale(b *testing.B) {
 	const perDeployment = 100
 	deployments := (pods + perDeployment - 1) / perDeployment
 	for i := 0; i < b.N; i++ {
-		c := startServer(b)
+		// A /24 per node: 1,000 nodes need more than the default /16.
+		c := startServer(b, "--cluster-cidr", "10.0.0.0/14")
 		c.simNodes(nodes)
 		client := c.client()
 		ctx, cancel := context.WithCancel(context.Background())

@@ -41,7 +41,7 @@ func (c *cluster) simNodes(nodes int, extra ...string) *syncBuffer {
 		}
 	})
 	client := c.client()
-	c.eventually(60*time.Second, fmt.Sprintf("%d simulated nodes Ready with pod CIDRs", nodes), func() bool {
+	c.eventually(60*time.Second+time.Duration(nodes)*100*time.Millisecond, fmt.Sprintf("%d simulated nodes Ready with pod CIDRs", nodes), func() bool {
 		select {
 		case err := <-exited:
 			exited <- err

@@ -16,7 +16,6 @@ package podgc
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -27,8 +26,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/strategicpatch"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -277,9 +274,9 @@ func (c *Controller) markFailedAndDelete(ctx context.Context, pod *corev1.Pod, c
 		status.Phase = corev1.PodFailed
 		if cond != nil {
 			c2 := *cond
-			updatePodCondition(status, &c2, metav1.NewTime(c.opts.Clock.Now()))
+			controller.UpdatePodCondition(status, &c2, metav1.NewTime(c.opts.Clock.Now()))
 		}
-		if err := patchPodStatus(ctx, c.client, pod, *status); err != nil {
+		if err := controller.PatchPodStatus(ctx, c.client, pod, *status); err != nil {
 			return err
 		}
 	}
@@ -327,43 +324,4 @@ func hasTaintKey(n *corev1.Node, key string) bool {
 		}
 	}
 	return false
-}
-
-// updatePodCondition is upstream's podutil.UpdatePodCondition.
-func updatePodCondition(status *corev1.PodStatus, cond *corev1.PodCondition, now metav1.Time) bool {
-	cond.LastTransitionTime = now
-	for i := range status.Conditions {
-		old := &status.Conditions[i]
-		if old.Type != cond.Type {
-			continue
-		}
-		if cond.Status == old.Status {
-			cond.LastTransitionTime = old.LastTransitionTime
-		}
-		same := cond.Status == old.Status && cond.Reason == old.Reason && cond.Message == old.Message &&
-			cond.LastProbeTime.Equal(&old.LastProbeTime) && cond.LastTransitionTime.Equal(&old.LastTransitionTime)
-		*old = *cond
-		return !same
-	}
-	status.Conditions = append(status.Conditions, *cond)
-	return true
-}
-
-// patchPodStatus is upstream's utilpod.PatchPodStatus: a strategic merge
-// patch of the status carrying the pod's UID.
-func patchPodStatus(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod, status corev1.PodStatus) error {
-	oldData, err := json.Marshal(corev1.Pod{Status: pod.Status})
-	if err != nil {
-		return err
-	}
-	newData, err := json.Marshal(corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: pod.UID}, Status: status})
-	if err != nil {
-		return err
-	}
-	patch, err := strategicpatch.CreateTwoWayMergePatch(oldData, newData, corev1.Pod{})
-	if err != nil {
-		return err
-	}
-	_, err = client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
-	return err
 }

@@ -15,7 +15,6 @@ package tainteviction
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -28,7 +27,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/strategicpatch"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
@@ -365,13 +363,13 @@ func (c *Controller) addConditionAndDeletePod(ctx context.Context, ns, name stri
 		return apierrors.NewNotFound(corev1.Resource("pods"), name)
 	}
 	status := pod.Status.DeepCopy()
-	if updatePodCondition(status, &corev1.PodCondition{
+	if controller.UpdatePodCondition(status, &corev1.PodCondition{
 		Type:    corev1.DisruptionTarget,
 		Status:  corev1.ConditionTrue,
 		Reason:  "DeletionByTaintManager",
 		Message: "Taint manager: deleting due to NoExecute taint",
 	}, metav1.NewTime(c.clock.Now())) {
-		if err := patchPodStatus(ctx, c.client, pod, *status); err != nil {
+		if err := controller.PatchPodStatus(ctx, c.client, pod, *status); err != nil {
 			return err
 		}
 	}
@@ -434,46 +432,4 @@ func noExecuteTaints(taints []corev1.Taint) []corev1.Taint {
 
 func podRef(ns, name string) *corev1.ObjectReference {
 	return &corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: ns, Name: name}
-}
-
-// updatePodCondition is upstream's podutil.UpdatePodCondition: it sets the
-// condition, keeping lastTransitionTime when the status did not change,
-// and reports whether anything changed.
-func updatePodCondition(status *corev1.PodStatus, cond *corev1.PodCondition, now metav1.Time) bool {
-	cond.LastTransitionTime = now
-	for i := range status.Conditions {
-		old := &status.Conditions[i]
-		if old.Type != cond.Type {
-			continue
-		}
-		if cond.Status == old.Status {
-			cond.LastTransitionTime = old.LastTransitionTime
-		}
-		same := cond.Status == old.Status && cond.Reason == old.Reason && cond.Message == old.Message &&
-			cond.LastProbeTime.Equal(&old.LastProbeTime) && cond.LastTransitionTime.Equal(&old.LastTransitionTime)
-		*old = *cond
-		return !same
-	}
-	status.Conditions = append(status.Conditions, *cond)
-	return true
-}
-
-// patchPodStatus is upstream's utilpod.PatchPodStatus: a strategic merge
-// patch of the status that carries the pod's UID, so it cannot land on a
-// same-named replacement.
-func patchPodStatus(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod, status corev1.PodStatus) error {
-	oldData, err := json.Marshal(corev1.Pod{Status: pod.Status})
-	if err != nil {
-		return err
-	}
-	newData, err := json.Marshal(corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: pod.UID}, Status: status})
-	if err != nil {
-		return err
-	}
-	patch, err := strategicpatch.CreateTwoWayMergePatch(oldData, newData, corev1.Pod{})
-	if err != nil {
-		return err
-	}
-	_, err = client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
-	return err
 }
