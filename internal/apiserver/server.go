@@ -46,6 +46,9 @@ type Config struct {
 	OpenAPI http.Handler
 	// Version is served at /version.
 	Version version.Info
+	// Profiling serves Go's /debug/pprof/ to members of system:masters,
+	// as kube-apiserver's --profiling (on by default).
+	Profiling bool
 	// TokenIssuer serves serviceaccounts/token (TokenRequest) and, when it
 	// implements OpenIDMetadata, the issuer discovery documents; nil leaves
 	// them unserved.
@@ -215,6 +218,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		r = r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
 	}
 	if s.cfg.TokenIssuer != nil && s.serveOpenID(w, r) {
+		return
+	}
+	if s.cfg.Profiling && strings.HasPrefix(path, "/debug/pprof/") {
+		s.servePprof(w, r)
 		return
 	}
 	if path == "/openapi/v2" || path == "/openapi/v3" || strings.HasPrefix(path, "/openapi/v3/") {

@@ -139,6 +139,7 @@ func (s *Server) Run(ctx context.Context) error {
 			return tokens.AuthenticateRequest(r)
 		},
 		TokenIssuer: tokens,
+		Profiling:   true,
 		OpenAPI:     oapi,
 		Version:     versionInfo(),
 		Logger:      s.log,
