@@ -1,0 +1,205 @@
+//go:build skiff_image
+
+package image
+
+import (
+	"archive/tar"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// dockerSaveTar writes a `docker save`-style tar of tag → image.
+func dockerSaveTar(t testing.TB, path string, imgs map[string]v1.Image) {
+	t.Helper()
+	m := map[name.Tag]v1.Image{}
+	for tag, img := range imgs {
+		tg, err := name.NewTag(tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m[tg] = img
+	}
+	if err := tarball.MultiWriteToFile(path, m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ociLayoutTar writes an OCI image layout with the images (annotated with
+// their names) and tars it.
+func ociLayoutTar(t testing.TB, path string, imgs map[string]v1.Image) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "layout")
+	lp, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := make([]string, 0, len(imgs))
+	for n := range imgs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		var opts []layout.Option
+		if n != "" {
+			opts = append(opts, layout.WithAnnotations(map[string]string{annotationRefName: n}))
+		}
+		if err := lp.AppendImage(imgs[n], opts...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tarDir(t, dir, path)
+}
+
+func tarDir(t testing.TB, dir, out string) {
+	t.Helper()
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tw := tar.NewWriter(f)
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		fi, _ := d.Info()
+		h, _ := tar.FileInfoHeader(fi, "")
+		h.Name = rel
+		if d.IsDir() {
+			h.Name += "/"
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			src, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer src.Close()
+			_, err = io.Copy(tw, src)
+			return err
+		}
+		return nil
+	})
+	if err == nil {
+		err = tw.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestImportDockerSave(t *testing.T) {
+	bb := busyboxImage(t)
+	app := imageOf(t, []string{"app"}, busyboxLayer(t), layerOf(t, file("app", "app")))
+	p := filepath.Join(t.TempDir(), "save.tar")
+	dockerSaveTar(t, p, map[string]v1.Image{"busybox:latest": bb, "busybox:1.36": bb, "example.com/team/app:v2": app})
+	s := openStore(t, Options{})
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	names, err := s.Import(ctxT(t), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(names)
+	want := "docker.io/library/busybox:1.36 docker.io/library/busybox:latest example.com/team/app:v2"
+	if strings.Join(names, " ") != want {
+		t.Errorf("imported %v, want %s", names, want)
+	}
+	img, err := s.Get("busybox:1.36")
+	if err != nil || img.ID != configDigest(t, bb) || len(img.RepoTags) != 2 {
+		t.Fatalf("busybox: %+v %v", img, err)
+	}
+	if img.ImageRef() != img.ID {
+		t.Errorf("imported image's ref %s, want its ID", img.ImageRef())
+	}
+	a, err := s.Get("example.com/team/app:v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dirs, err := s.LowerDirs(a); err != nil || len(dirs) != 2 {
+		t.Fatalf("LowerDirs: %v %v", dirs, err)
+	} else if _, err := os.Stat(filepath.Join(dirs[1], "bin/busybox")); err != nil {
+		t.Error(err)
+	}
+	if n := snapshotCount(t, s); n != 2 {
+		t.Errorf("%d snapshots, want 2", n)
+	}
+}
+
+func TestImportOCILayout(t *testing.T) {
+	bb := busyboxImage(t)
+	other := imageOf(t, []string{"x"}, layerOf(t, file("x", "x")))
+	p := filepath.Join(t.TempDir(), "oci.tar")
+	ociLayoutTar(t, p, map[string]v1.Image{"example.com/bb:v1": bb, "": other})
+	s := openStore(t, Options{})
+	names, err := s.ImportFile(ctxT(t), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(names)
+	if len(names) != 2 || names[0] != "example.com/bb:v1" || names[1] != configDigest(t, other) {
+		t.Fatalf("imported %v", names)
+	}
+	if img, err := s.Get("example.com/bb:v1"); err != nil || img.ID != configDigest(t, bb) {
+		t.Fatalf("%v %v", img, err)
+	}
+	if _, err := s.Get(configDigest(t, other)); err != nil {
+		t.Error(err)
+	}
+	// Not an image archive.
+	bad := filepath.Join(t.TempDir(), "bad.tar")
+	os.WriteFile(bad, tarBytes(t, file("hello", "x")), 0o644)
+	if _, err := s.ImportFile(ctxT(t), bad); err == nil {
+		t.Error("imported a tar that is no image archive")
+	}
+}
+
+func TestImportDir(t *testing.T) {
+	dir := t.TempDir()
+	dockerSaveTar(t, filepath.Join(dir, "a.tar"), map[string]v1.Image{"busybox:latest": busyboxImage(t)})
+	ociLayoutTar(t, filepath.Join(dir, "b.tar"), map[string]v1.Image{"example.com/b:1": imageOf(t, []string{"b"}, layerOf(t, file("b", "b")))})
+	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("ignored"), 0o644)
+	s := openStore(t, Options{})
+	ctx := ctxT(t)
+	names, err := s.ImportDir(ctx, dir)
+	if err != nil || len(names) != 2 {
+		t.Fatalf("ImportDir: %v %v", names, err)
+	}
+	// Remembered: a second run (an agent restart) imports nothing.
+	s.Close()
+	s2, err := Open(s.Root(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if names, err := s2.ImportDir(ctx, dir); err != nil || len(names) != 0 {
+		t.Fatalf("second ImportDir: %v %v", names, err)
+	}
+	// An imported image GC removed comes back at the next start.
+	if err := s2.Remove("busybox", nil); err != nil {
+		t.Fatal(err)
+	}
+	if names, err := s2.ImportDir(ctx, dir); err != nil || len(names) != 1 || names[0] != "docker.io/library/busybox:latest" {
+		t.Fatalf("ImportDir after removal: %v %v", names, err)
+	}
+	if names, err := s2.ImportDir(ctx, filepath.Join(dir, "missing")); err != nil || names != nil {
+		t.Errorf("missing dir: %v %v", names, err)
+	}
+}

@@ -1,0 +1,210 @@
+//go:build skiff_image
+
+package image
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"golang.org/x/sync/errgroup"
+)
+
+// Ensure applies an imagePullPolicy (empty: Kubernetes' default for ref):
+// it returns the stored image when the policy allows, and pulls otherwise.
+// The image is marked used. With PullNever and no image the error wraps
+// ErrNeverPull (Kubernetes' ErrImageNeverPull); other errors are pull errors
+// (ErrImagePull) whose text carries the registry's message.
+func (s *Store) Ensure(ctx context.Context, ref string, policy PullPolicy, keychain authn.Keychain) (*Image, error) {
+	img, err := s.Get(ref)
+	present := err == nil
+	pull, err := ShouldPull(policy, ref, present)
+	if err != nil {
+		return nil, err
+	}
+	if !pull {
+		s.MarkUsed(img.ID)
+		img.LastUsed = time.Now().UTC()
+		return img, nil
+	}
+	return s.Pull(ctx, ref, keychain)
+}
+
+// Pull fetches ref (normalised as Kubernetes does) for the store's platform
+// and unpacks its layers. keychain may be nil (anonymous); see
+// KeychainFromSecrets. Concurrent pulls of one reference share the work, and
+// so do concurrent unpacks of one layer.
+func (s *Store) Pull(ctx context.Context, ref string, keychain authn.Keychain) (*Image, error) {
+	r, err := ParseReference(ref)
+	if err != nil {
+		return nil, err
+	}
+	// Key on the credentials too: a caller without access must not get an
+	// image another caller's secret fetched just because they raced.
+	key := r.String()
+	if keychain != nil {
+		key += fmt.Sprintf("\x00%T:%p", keychain, keychain)
+	}
+	ch := s.pulls.DoChan(key, func() (any, error) {
+		// Detached from any one caller's cancellation; each caller still
+		// stops waiting when its ctx ends.
+		return s.pull(context.WithoutCancel(ctx), r, keychain)
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*Image).clone(), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("pull %s: %w", r, ctx.Err())
+	}
+}
+
+func (s *Store) pull(ctx context.Context, r Reference, keychain authn.Keychain) (*Image, error) {
+	start := time.Now()
+	ref, err := r.ggcrRef(s.insecure(r.Registry))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, r, err)
+	}
+	if keychain == nil {
+		keychain = authn.NewMultiKeychain() // anonymous
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	defer cancel()
+	opts := []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithAuthFromKeychain(keychain),
+		remote.WithTransport(s.transport()),
+		remote.WithPlatform(*s.opts.Platform),
+		remote.WithUserAgent(s.opts.UserAgent),
+		remote.WithRetryBackoff(remote.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 3}),
+	}
+	desc, err := remote.Get(ref, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", r, err)
+	}
+	img, err := desc.Image() // picks the platform from an index
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", r, err)
+	}
+	repoDigest := r.Repo() + "@" + desc.Digest.String()
+	tag := ""
+	if r.Tag != "" {
+		tag = r.Repo() + ":" + r.Tag
+	}
+	out, err := s.store(ctx, img, tag, repoDigest)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", r, err)
+	}
+	s.log.Info("image pulled", "ref", r.String(), "id", out.ID, "layers", len(out.Layers), "bytes", out.Size(), "took", time.Since(start).Round(time.Millisecond))
+	return out, nil
+}
+
+// store unpacks a v1.Image's layers and records it.
+func (s *Store) store(ctx context.Context, img v1.Image, tag, repoDigest string) (*Image, error) {
+	rawCfg, err := img.RawConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	id, err := img.ConfigName()
+	if err != nil {
+		return nil, err
+	}
+	rawMan, err := img.RawManifest()
+	if err != nil {
+		return nil, fmt.Errorf("manifest: %w", err)
+	}
+	mdig, err := img.Digest()
+	if err != nil {
+		return nil, err
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("layers: %w", err)
+	}
+	if len(layers) != len(cfg.RootFS.DiffIDs) {
+		return nil, fmt.Errorf("%w: manifest has %d layers, config %d diffIDs", ErrInvalid, len(layers), len(cfg.RootFS.DiffIDs))
+	}
+	rec := &Image{ID: id.String(), ManifestDigest: mdig.String(), Config: cfg.Config, OS: cfg.OS, Arch: cfg.Architecture}
+	diffIDs := make([]string, len(layers))
+	for i, d := range cfg.RootFS.DiffIDs {
+		diffIDs[i] = d.String()
+	}
+	s.pin(diffIDs)
+	defer s.unpin(diffIDs)
+
+	rec.Layers = make([]Layer, len(layers))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.opts.MaxParallelLayers)
+	for i, l := range layers {
+		rec.Layers[i].DiffID = diffIDs[i]
+		if d, err := l.Digest(); err == nil {
+			rec.Layers[i].Digest = d.String()
+		}
+		g.Go(func() error {
+			n, err := s.ensureSnapshot(gctx, diffIDs[i], l.Uncompressed)
+			rec.Layers[i].Size = n
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return s.commit(rec, tag, repoDigest, map[string][]byte{rec.ID: rawCfg, rec.ManifestDigest: rawMan})
+}
+
+func (s *Store) insecure(host string) bool {
+	h, _, err := net.SplitHostPort(host)
+	if err != nil {
+		h = host
+	}
+	for _, r := range s.opts.InsecureRegistries {
+		r = strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(r, "http://"), "https://"), "/")
+		if r == host || r == h {
+			return true
+		}
+	}
+	return false
+}
+
+// transport sends plain HTTP, and skips TLS verification, only for insecure
+// registries. (go-containerregistry itself would fall back to HTTP for
+// localhost and private addresses.)
+func (s *Store) transport() http.RoundTripper {
+	secure := remote.DefaultTransport.(*http.Transport).Clone()
+	insecure := secure.Clone()
+	insecure.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // only for registries the admin marked insecure
+	return &schemeGuard{s: s, secure: secure, insecure: insecure}
+}
+
+type schemeGuard struct {
+	s                *Store
+	secure, insecure http.RoundTripper
+}
+
+func (g *schemeGuard) RoundTrip(req *http.Request) (*http.Response, error) {
+	if g.s.insecure(req.URL.Host) {
+		return g.insecure.RoundTrip(req)
+	}
+	if req.URL.Scheme != "https" {
+		if req.Body != nil {
+			io.Copy(io.Discard, req.Body)
+			req.Body.Close()
+		}
+		return nil, fmt.Errorf("%s: %w", req.URL.Host, ErrInsecure)
+	}
+	return g.secure.RoundTrip(req)
+}

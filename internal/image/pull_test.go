@@ -1,0 +1,325 @@
+//go:build skiff_image
+
+package image
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+func TestPullByTagAndDigest(t *testing.T) {
+	host := testRegistry(t, nil)
+	img := busyboxImage(t)
+	push(t, host+"/library/busybox:1.36", img)
+	s := openStore(t, Options{InsecureRegistries: []string{host}})
+	ctx := ctxT(t)
+
+	got, err := s.Pull(ctx, host+"/library/busybox:1.36", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mdig := digestOf(t, img)
+	if got.ID != configDigest(t, img) {
+		t.Errorf("ID = %s, want config digest %s", got.ID, configDigest(t, img))
+	}
+	if want := host + "/library/busybox@" + mdig; got.ImageRef() != want {
+		t.Errorf("ImageRef = %s, want %s", got.ImageRef(), want)
+	}
+	if want := []string{host + "/library/busybox:1.36"}; fmt.Sprint(got.RepoTags) != fmt.Sprint(want) {
+		t.Errorf("RepoTags = %v, want %v", got.RepoTags, want)
+	}
+	if fmt.Sprint(got.Config.Cmd) != "[sh]" || got.Config.WorkingDir != "/" || len(got.Config.Env) != 1 {
+		t.Errorf("config = %+v", got.Config)
+	}
+	if got.Size() < 1<<20 {
+		t.Errorf("size = %d, want busybox's size", got.Size())
+	}
+	dirs, err := s.LowerDirs(got)
+	if err != nil || len(dirs) != 1 {
+		t.Fatalf("LowerDirs = %v, %v", dirs, err)
+	}
+	fi, err := os.Stat(filepath.Join(dirs[0], "bin/busybox"))
+	if err != nil || fi.Mode().Perm() != 0o755 {
+		t.Fatalf("bin/busybox: %v %v", fi, err)
+	}
+	if l, err := os.Readlink(filepath.Join(dirs[0], "bin/sh")); err != nil || l != "busybox" {
+		t.Errorf("bin/sh -> %q, %v", l, err)
+	}
+
+	// By digest: the same image, no new tag.
+	byDigest, err := s.Pull(ctx, host+"/library/busybox@"+mdig, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if byDigest.ID != got.ID {
+		t.Errorf("by digest ID %s != %s", byDigest.ID, got.ID)
+	}
+	for _, ref := range []string{host + "/library/busybox:1.36", host + "/library/busybox@" + mdig, got.ID, strings.TrimPrefix(got.ID, "sha256:")} {
+		if g, err := s.Get(ref); err != nil || g.ID != got.ID {
+			t.Errorf("Get(%s) = %v, %v", ref, g, err)
+		}
+	}
+	if _, err := s.Get(host + "/library/busybox:other"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get(other tag) err = %v, want ErrNotFound", err)
+	}
+	if n := len(s.List()); n != 1 {
+		t.Errorf("List has %d images, want 1", n)
+	}
+
+	// Records survive a restart.
+	s.Close()
+	s2, err := Open(s.Root(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if g, err := s2.Get(host + "/library/busybox:1.36"); err != nil || g.ID != got.ID || len(g.RepoDigests) != 1 {
+		t.Errorf("after reopen: %+v, %v", g, err)
+	}
+	if _, err := Open(s.Root(), Options{}); !errors.Is(err, ErrLocked) {
+		t.Errorf("second Open: %v, want ErrLocked", err)
+	}
+}
+
+func TestPullPlainHTTPRefusedUnlessInsecure(t *testing.T) {
+	host := testRegistry(t, nil)
+	push(t, host+"/app:v1", busyboxImage(t))
+	s := openStore(t, Options{})
+	_, err := s.Pull(ctxT(t), host+"/app:v1", nil)
+	t.Logf("pull error: %v", err)
+	if err == nil || !strings.Contains(err.Error(), ErrInsecure.Error()) {
+		t.Fatalf("pull over HTTP from a registry not marked insecure: err = %v", err)
+	}
+	if len(s.List()) != 0 {
+		t.Error("image stored after a refused pull")
+	}
+}
+
+func TestPullPlatformFromIndex(t *testing.T) {
+	host := testRegistry(t, nil)
+	mine := busyboxImage(t)
+	other := imageOf(t, []string{"other"}, layerOf(t, file("other", "x")))
+	otherArch := "s390x"
+	if runtime.GOARCH == otherArch {
+		otherArch = "riscv64"
+	}
+	idx := mutate.AppendManifests(empty.Index,
+		mutate.IndexAddendum{Add: other, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: otherArch}}},
+		mutate.IndexAddendum{Add: mine, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: runtime.GOARCH}}},
+	)
+	ref, err := name.ParseReference(host+"/multi:latest", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteIndex(ref, idx); err != nil {
+		t.Fatal(err)
+	}
+	s := openStore(t, Options{InsecureRegistries: []string{host}})
+	got, err := s.Pull(ctxT(t), host+"/multi", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != configDigest(t, mine) {
+		t.Errorf("pulled %s, want the %s image %s", got.ID, runtime.GOARCH, configDigest(t, mine))
+	}
+	if want := host + "/multi@" + digestOf(t, idx); got.ImageRef() != want {
+		t.Errorf("repo digest %s, want the index digest %s", got.ImageRef(), want)
+	}
+	if got.ManifestDigest != digestOf(t, mine) {
+		t.Errorf("manifest digest %s, want %s", got.ManifestDigest, digestOf(t, mine))
+	}
+}
+
+func basicAuth(user, pass string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			u, p, ok := r.BasicAuth()
+			if !ok || u != user || p != pass {
+				w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusUnauthorized)
+				fmt.Fprint(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+func TestPullWithImagePullSecrets(t *testing.T) {
+	host := testRegistry(t, basicAuth("alice", "s3cret"))
+	img := busyboxImage(t)
+	push(t, host+"/private/app:v1", img, remote.WithAuth(&basicAuthn{"alice", "s3cret"}))
+	s := openStore(t, Options{InsecureRegistries: []string{host}})
+	ctx := ctxT(t)
+
+	_, err := s.Pull(ctx, host+"/private/app:v1", nil)
+	t.Logf("pull error: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "UNAUTHORIZED") {
+		t.Fatalf("anonymous pull: err = %v, want UNAUTHORIZED from the registry", err)
+	}
+	wrong, _ := KeychainFromSecrets([]byte(fmt.Sprintf(`{"auths":{%q:{"username":"alice","password":"nope"}}}`, host)))
+	if _, err := s.Pull(ctx, host+"/private/app:v1", wrong); err == nil {
+		t.Fatal("pull with a wrong password succeeded")
+	}
+	auth := base64.StdEncoding.EncodeToString([]byte("alice:s3cret"))
+	for name, secret := range map[string]string{
+		".dockerconfigjson":      fmt.Sprintf(`{"auths":{"other.example.com":{"auth":"eDp5"},%q:{"auth":%q}}}`, "http://"+host, auth),
+		".dockercfg":             fmt.Sprintf(`{%q:{"username":"alice","password":"s3cret"}}`, host),
+		".dockerconfigjson path": fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, host+"/private", auth),
+	} {
+		kc, err := KeychainFromSecrets([]byte(secret))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got, err := s.Pull(ctx, host+"/private/app:v1", kc)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got.ID != configDigest(t, img) {
+			t.Errorf("%s: ID %s", name, got.ID)
+		}
+	}
+	if _, err := KeychainFromSecrets([]byte("{not json")); !errors.Is(err, ErrInvalid) {
+		t.Errorf("bad secret: %v", err)
+	}
+}
+
+type basicAuthn struct{ user, pass string }
+
+func (b *basicAuthn) Authorization() (*authn.AuthConfig, error) {
+	return &authn.AuthConfig{Username: b.user, Password: b.pass}, nil
+}
+
+func TestPullRegistryMessageSurfaces(t *testing.T) {
+	const msg = "pulls of this repository are suspended for abuse"
+	host := testRegistry(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.Contains(r.URL.Path, "/manifests/") {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusForbidden)
+				fmt.Fprintf(w, `{"errors":[{"code":"DENIED","message":%q}]}`, msg)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
+	s := openStore(t, Options{InsecureRegistries: []string{host}})
+	_, err := s.Pull(ctxT(t), host+"/app:v1", nil)
+	t.Logf("pull error: %v", err)
+	if err == nil || !strings.Contains(err.Error(), msg) || !strings.Contains(err.Error(), "DENIED") {
+		t.Fatalf("err = %v, want the registry's DENIED message", err)
+	}
+	_, err = s.Pull(ctxT(t), "bad ref!", nil)
+	if !errors.Is(err, ErrInvalid) {
+		t.Errorf("bad reference: %v", err)
+	}
+}
+
+func TestConcurrentPullsDoTheWorkOnce(t *testing.T) {
+	img := busyboxImage(t)
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	var blobGets, manifestGets atomic.Int32
+	host := testRegistry(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+ld.String()) {
+				blobGets.Add(1)
+			}
+			if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/manifests/") {
+				manifestGets.Add(1)
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
+	push(t, host+"/library/busybox:latest", img)
+	blobGets.Store(0)
+	manifestGets.Store(0)
+	s := openStore(t, Options{InsecureRegistries: []string{host}})
+	ctx := ctxT(t)
+	var wg sync.WaitGroup
+	ids := make([]string, 4)
+	errs := make([]error, 4)
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			img, err := s.Pull(ctx, host+"/library/busybox", nil)
+			errs[i] = err
+			if err == nil {
+				ids[i] = img.ID
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range 4 {
+		if errs[i] != nil || ids[i] != ids[0] {
+			t.Fatalf("pull %d: %s %v", i, ids[i], errs[i])
+		}
+	}
+	if n := blobGets.Load(); n != 1 {
+		t.Errorf("layer fetched %d times, want 1", n)
+	}
+	if n := manifestGets.Load(); n > 1 {
+		t.Errorf("manifest fetched %d times, want 1", n)
+	}
+	// A second keychain makes a second pull, but the layer is not fetched again.
+	kc := Keychain(nil)
+	if _, err := s.Pull(ctx, host+"/library/busybox", kc); err != nil {
+		t.Fatal(err)
+	}
+	if n := blobGets.Load(); n != 1 {
+		t.Errorf("layer fetched %d times after re-pull, want 1", n)
+	}
+}
+
+func TestEnsurePolicies(t *testing.T) {
+	host := testRegistry(t, nil)
+	push(t, host+"/app:v1", busyboxImage(t))
+	s := openStore(t, Options{InsecureRegistries: []string{host}})
+	ctx := ctxT(t)
+	if _, err := s.Ensure(ctx, host+"/app:v1", PullNever, nil); !errors.Is(err, ErrNeverPull) {
+		t.Fatalf("Never, absent: %v", err)
+	}
+	if _, err := s.Ensure(ctx, host+"/app:v1", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	// Present now: IfNotPresent and Never do not touch the registry.
+	s.opts.InsecureRegistries = nil
+	for _, p := range []PullPolicy{PullIfNotPresent, PullNever, ""} {
+		if _, err := s.Ensure(ctx, host+"/app:v1", p, nil); err != nil {
+			t.Errorf("%q: %v", p, err)
+		}
+	}
+	if _, err := s.Ensure(ctx, host+"/app:v1", PullAlways, nil); err == nil {
+		t.Error("Always did not go to the registry")
+	}
+}
+
+func TestPullCancelled(t *testing.T) {
+	host := testRegistry(t, nil)
+	push(t, host+"/app:v1", busyboxImage(t))
+	s := openStore(t, Options{InsecureRegistries: []string{host}})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.Pull(ctx, host+"/app:v1", nil); !errors.Is(err, context.Canceled) {
+		t.Errorf("err = %v, want context.Canceled", err)
+	}
+}
