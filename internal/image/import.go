@@ -128,7 +128,7 @@ func (s *Store) importDocker(ctx context.Context, path string) ([]string, error)
 		if err != nil {
 			return names, err
 		}
-		got, err := s.storeNamed(ctx, img, d.RepoTags)
+		got, err := s.storeNamed(ctx, img, d.RepoTags, fromDockerArchive)
 		names = append(names, got...)
 		if err != nil {
 			return names, err
@@ -139,7 +139,7 @@ func (s *Store) importDocker(ctx context.Context, path string) ([]string, error)
 
 // storeNamed stores img under each of tags (docker or full references); with
 // no tags its ID is the name returned.
-func (s *Store) storeNamed(ctx context.Context, img v1.Image, tags []string) ([]string, error) {
+func (s *Store) storeNamed(ctx context.Context, img v1.Image, tags []string, src layerSource) ([]string, error) {
 	var norm []string
 	for _, t := range tags {
 		r, err := ParseReference(t)
@@ -156,7 +156,7 @@ func (s *Store) storeNamed(ctx context.Context, img v1.Image, tags []string) ([]
 	if len(norm) > 0 {
 		first = norm[0]
 	}
-	rec, err := s.store(ctx, img, first, "")
+	rec, err := s.store(ctx, img, first, "", src)
 	if err != nil {
 		return nil, err
 	}
@@ -217,7 +217,7 @@ func (s *Store) importOCI(ctx context.Context, path string) ([]string, error) {
 		} else if n := d.Annotations[annotationRefName]; strings.ContainsAny(n, "/:") {
 			tags = append(tags, n)
 		}
-		got, err := s.storeNamed(ctx, img, tags)
+		got, err := s.storeNamed(ctx, img, tags, fromOCIArchive)
 		names = append(names, got...)
 		if err != nil {
 			return names, err

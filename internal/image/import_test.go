@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -16,7 +17,10 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // dockerSaveTar writes a `docker save`-style tar of tag → image.
@@ -141,6 +145,24 @@ func TestImportDockerSave(t *testing.T) {
 	if n := snapshotCount(t, s); n != 2 {
 		t.Errorf("%d snapshots, want 2", n)
 	}
+
+	// Layers stored uncompressed, as `docker save` writes them.
+	raw := imageOf(t, []string{"raw"}, static.NewLayer(tarBytes(t, file("raw", "r")), types.DockerUncompressedLayer))
+	p2 := filepath.Join(t.TempDir(), "raw.tar")
+	dockerSaveTar(t, p2, map[string]v1.Image{"raw:1": raw})
+	names, err = s.ImportFile(ctxT(t), p2)
+	if err != nil || len(names) != 1 {
+		t.Fatalf("uncompressed docker save: %v %v", names, err)
+	}
+	ri, err := s.Get("raw:1")
+	if err != nil || ri.ID != configDigest(t, raw) || ri.ManifestDigest != "" {
+		t.Fatalf("raw image %+v %v", ri, err)
+	}
+	if dirs, err := s.LowerDirs(ri); err != nil {
+		t.Fatal(err)
+	} else if b, err := os.ReadFile(filepath.Join(dirs[0], "raw")); err != nil || string(b) != "r" {
+		t.Errorf("raw file: %q %v", b, err)
+	}
 }
 
 func TestImportOCILayout(t *testing.T) {
@@ -163,6 +185,30 @@ func TestImportOCILayout(t *testing.T) {
 	if _, err := s.Get(configDigest(t, other)); err != nil {
 		t.Error(err)
 	}
+	// A multi-platform index: only this platform's image is imported.
+	mine := busyboxImage(t)
+	foreign := imageOf(t, []string{"foreign"}, layerOf(t, file("f", "f")))
+	idx := mutate.AppendManifests(empty.Index,
+		mutate.IndexAddendum{Add: foreign, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "mips64le"}}},
+		mutate.IndexAddendum{Add: mine, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: runtime.GOARCH}}})
+	ld := filepath.Join(t.TempDir(), "layout")
+	lp, err := layout.Write(ld, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lp.AppendIndex(idx, layout.WithAnnotations(map[string]string{annotationContainerdName: "docker.io/library/multi:1", annotationRefName: "1"})); err != nil {
+		t.Fatal(err)
+	}
+	p3 := filepath.Join(t.TempDir(), "multi.tar")
+	tarDir(t, ld, p3)
+	s3 := openStore(t, Options{})
+	if names, err := s3.ImportFile(ctxT(t), p3); err != nil || len(names) != 1 || names[0] != "docker.io/library/multi:1" {
+		t.Fatalf("multi-platform import: %v %v", names, err)
+	}
+	if img, err := s3.Get("multi:1"); err != nil || img.ID != configDigest(t, mine) || len(s3.List()) != 1 {
+		t.Errorf("multi-platform import stored %+v %v", img, err)
+	}
+
 	// Not an image archive.
 	bad := filepath.Join(t.TempDir(), "bad.tar")
 	os.WriteFile(bad, tarBytes(t, file("hello", "x")), 0o644)

@@ -3,6 +3,8 @@
 package image
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -15,6 +17,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -101,7 +105,7 @@ func (s *Store) pull(ctx context.Context, r Reference, keychain authn.Keychain) 
 	if r.Tag != "" {
 		tag = r.Repo() + ":" + r.Tag
 	}
-	out, err := s.store(ctx, img, tag, repoDigest)
+	out, err := s.store(ctx, img, tag, repoDigest, fromRegistry)
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", r, err)
 	}
@@ -109,8 +113,24 @@ func (s *Store) pull(ctx context.Context, r Reference, keychain authn.Keychain) 
 	return out, nil
 }
 
+// layerSource says how store reads an image.
+type layerSource int
+
+const (
+	// fromRegistry: layers are read as distributed (Compressed) and
+	// decompressed here, faster than go-containerregistry's compress/gzip.
+	fromRegistry layerSource = iota
+	// fromOCIArchive: layers are read Uncompressed.
+	fromOCIArchive
+	// fromDockerArchive: as fromOCIArchive, and no manifest or layer digests
+	// are computed: a docker save tar has no manifest, and its layers are
+	// usually uncompressed, so go-containerregistry would gzip every layer
+	// only to make up digests.
+	fromDockerArchive
+)
+
 // store unpacks a v1.Image's layers and records it.
-func (s *Store) store(ctx context.Context, img v1.Image, tag, repoDigest string) (*Image, error) {
+func (s *Store) store(ctx context.Context, img v1.Image, tag, repoDigest string, src layerSource) (*Image, error) {
 	rawCfg, err := img.RawConfigFile()
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -123,13 +143,19 @@ func (s *Store) store(ctx context.Context, img v1.Image, tag, repoDigest string)
 	if err != nil {
 		return nil, err
 	}
-	rawMan, err := img.RawManifest()
-	if err != nil {
-		return nil, fmt.Errorf("manifest: %w", err)
-	}
-	mdig, err := img.Digest()
-	if err != nil {
-		return nil, err
+	blobs := map[string][]byte{id.String(): rawCfg}
+	var mdig string
+	if src != fromDockerArchive {
+		rawMan, err := img.RawManifest()
+		if err != nil {
+			return nil, fmt.Errorf("manifest: %w", err)
+		}
+		d, err := img.Digest()
+		if err != nil {
+			return nil, err
+		}
+		mdig = d.String()
+		blobs[mdig] = rawMan
 	}
 	layers, err := img.Layers()
 	if err != nil {
@@ -138,7 +164,7 @@ func (s *Store) store(ctx context.Context, img v1.Image, tag, repoDigest string)
 	if len(layers) != len(cfg.RootFS.DiffIDs) {
 		return nil, fmt.Errorf("%w: manifest has %d layers, config %d diffIDs", ErrInvalid, len(layers), len(cfg.RootFS.DiffIDs))
 	}
-	rec := &Image{ID: id.String(), ManifestDigest: mdig.String(), Config: cfg.Config, OS: cfg.OS, Arch: cfg.Architecture}
+	rec := &Image{ID: id.String(), ManifestDigest: mdig, Config: cfg.Config, OS: cfg.OS, Arch: cfg.Architecture}
 	diffIDs := make([]string, len(layers))
 	for i, d := range cfg.RootFS.DiffIDs {
 		diffIDs[i] = d.String()
@@ -151,11 +177,17 @@ func (s *Store) store(ctx context.Context, img v1.Image, tag, repoDigest string)
 	g.SetLimit(s.opts.MaxParallelLayers)
 	for i, l := range layers {
 		rec.Layers[i].DiffID = diffIDs[i]
-		if d, err := l.Digest(); err == nil {
-			rec.Layers[i].Digest = d.String()
+		if src != fromDockerArchive {
+			if d, err := l.Digest(); err == nil {
+				rec.Layers[i].Digest = d.String()
+			}
+		}
+		open := l.Uncompressed
+		if src == fromRegistry {
+			open = func() (io.ReadCloser, error) { return decompressed(l) }
 		}
 		g.Go(func() error {
-			n, err := s.ensureSnapshot(gctx, diffIDs[i], l.Uncompressed)
+			n, err := s.ensureSnapshot(gctx, diffIDs[i], open)
 			rec.Layers[i].Size = n
 			return err
 		})
@@ -163,7 +195,7 @@ func (s *Store) store(ctx context.Context, img v1.Image, tag, repoDigest string)
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	return s.commit(rec, tag, repoDigest, map[string][]byte{rec.ID: rawCfg, rec.ManifestDigest: rawMan})
+	return s.commit(rec, tag, repoDigest, blobs)
 }
 
 func (s *Store) insecure(host string) bool {
@@ -208,3 +240,38 @@ func (g *schemeGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	return g.secure.RoundTrip(req)
 }
+
+// decompressed opens a layer blob and undoes its compression, found from the
+// content (gzip, zstd or none), as containerd does.
+func decompressed(l v1.Layer) (io.ReadCloser, error) {
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	br := bufio.NewReaderSize(rc, 64<<10)
+	magic, _ := br.Peek(4)
+	switch {
+	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			rc.Close()
+			return nil, err
+		}
+		return &readCloser{Reader: zr, close: func() error { zr.Close(); return rc.Close() }}, nil
+	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			rc.Close()
+			return nil, err
+		}
+		return &readCloser{Reader: zr, close: func() error { zr.Close(); return rc.Close() }}, nil
+	}
+	return &readCloser{Reader: br, close: rc.Close}, nil
+}
+
+type readCloser struct {
+	io.Reader
+	close func() error
+}
+
+func (r *readCloser) Close() error { return r.close() }

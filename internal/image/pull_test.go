@@ -3,10 +3,12 @@
 package image
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,11 +19,15 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/compression"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 func TestPullByTagAndDigest(t *testing.T) {
@@ -321,5 +327,35 @@ func TestPullCancelled(t *testing.T) {
 	cancel()
 	if _, err := s.Pull(ctx, host+"/app:v1", nil); !errors.Is(err, context.Canceled) {
 		t.Errorf("err = %v, want context.Canceled", err)
+	}
+}
+
+// TestPullLayerCompressions pulls an image whose layers are gzip, zstd and
+// uncompressed tars.
+func TestPullLayerCompressions(t *testing.T) {
+	gz := busyboxLayer(t)
+	zb := tarBytes(t, file("etc/zstd", "z"))
+	zl, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(zb)), nil },
+		tarball.WithCompression(compression.ZStd), tarball.WithMediaType(types.OCILayerZStd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := static.NewLayer(tarBytes(t, file("etc/raw", "r")), types.OCIUncompressedLayer)
+	img := imageOf(t, []string{"sh"}, gz, zl, raw)
+	host := testRegistry(t, nil)
+	push(t, host+"/comp:1", img)
+	s := openStore(t, Options{InsecureRegistries: []string{host}})
+	got, err := s.Pull(ctxT(t), host+"/comp:1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs, err := s.LowerDirs(got)
+	if err != nil || len(dirs) != 3 {
+		t.Fatalf("LowerDirs %v %v", dirs, err)
+	}
+	for i, p := range []string{"etc/raw", "etc/zstd", "bin/busybox"} {
+		if _, err := os.Stat(filepath.Join(dirs[i], p)); err != nil {
+			t.Errorf("layer %d: %v", i, err)
+		}
 	}
 }

@@ -59,7 +59,8 @@ type Image struct {
 	// RepoDigests are repo@digest of the manifest (or index) it was pulled by
 	// ("docker.io/library/busybox@sha256:…").
 	RepoDigests []string `json:"repoDigests,omitempty"`
-	// ManifestDigest is the digest of the platform image manifest.
+	// ManifestDigest is the digest of the platform image manifest; empty for
+	// an image imported from a docker save tar, which has none.
 	ManifestDigest string `json:"manifestDigest"`
 	// Layers bottom first.
 	Layers []Layer `json:"layers"`
@@ -599,7 +600,9 @@ func (s *Store) collectGarbage() (GCResult, error) {
 	keepSnap, keepBlob := map[string]bool{}, map[string]bool{}
 	for _, img := range s.images {
 		keepBlob[hexOf(img.ID)] = true
-		keepBlob[hexOf(img.ManifestDigest)] = true
+		if img.ManifestDigest != "" {
+			keepBlob[hexOf(img.ManifestDigest)] = true
+		}
 		for _, l := range img.Layers {
 			keepSnap[hexOf(l.DiffID)] = true
 		}
@@ -680,4 +683,35 @@ func statfs(path string) (used, total uint64, err error) {
 	total = st.Blocks * uint64(st.Bsize)
 	used = (st.Blocks - st.Bfree) * uint64(st.Bsize)
 	return used, total, nil
+}
+
+// Stats describe the store and the filesystem holding it (the node's
+// imagefs, for DiskPressure and the kubelet stats summary).
+type Stats struct {
+	Images       int
+	Layers       int    // distinct snapshots referenced by images
+	LayerBytes   int64  // their unpacked size, each counted once
+	FsUsedBytes  uint64 // of the filesystem holding the store
+	FsTotalBytes uint64
+}
+
+// Stats reports the store's size and its filesystem's usage.
+func (s *Store) Stats() (Stats, error) {
+	var st Stats
+	s.mu.Lock()
+	seen := map[string]bool{}
+	st.Images = len(s.images)
+	for _, img := range s.images {
+		for _, l := range img.Layers {
+			if !seen[l.DiffID] {
+				seen[l.DiffID] = true
+				st.Layers++
+				st.LayerBytes += l.Size
+			}
+		}
+	}
+	s.mu.Unlock()
+	var err error
+	st.FsUsedBytes, st.FsTotalBytes, err = s.statfs(s.root)
+	return st, err
 }

@@ -47,6 +47,10 @@ func TestSharedLayersStoredOnce(t *testing.T) {
 	if ib.Layers[0].Size == 0 {
 		t.Error("size of the shared layer unknown to the second image")
 	}
+	st, err := s.Stats()
+	if err != nil || st.Images != 2 || st.Layers != 3 || st.LayerBytes != ia.Size()+ib.Layers[1].Size || st.FsTotalBytes == 0 {
+		t.Errorf("Stats = %+v, %v", st, err)
+	}
 }
 
 // fakeDisk makes the filesystem look full until enough images are gone.

@@ -140,7 +140,7 @@ func TestWhiteoutsOnOverlay(t *testing.T) {
 		file(".wh.gone", ""), file("new", "n"))
 	img := imageOf(t, []string{"sh"}, lower, upper)
 	s := openStore(t, Options{})
-	got, err := s.store(ctxT(t), img, "example.com/wh:1", "")
+	got, err := s.store(ctxT(t), img, "example.com/wh:1", "", fromOCIArchive)
 	if err != nil {
 		t.Fatal(err)
 	}
