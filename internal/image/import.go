@@ -294,6 +294,13 @@ func extractPlain(path, dir string) error {
 	}
 }
 
+// fileStat is ImportDir's cache of a tar's digest.
+type fileStat struct {
+	Size    int64  `json:"size"`
+	ModTime int64  `json:"mtime"`
+	Digest  string `json:"digest"`
+}
+
 // importMarker is what ImportDir remembers about an imported tar.
 type importMarker struct {
 	File  string   `json:"file"`
@@ -314,6 +321,19 @@ func (s *Store) ImportDir(ctx context.Context, dir string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Digests of files seen before, by name, size and mtime: hashing
+	// gigabytes of tars at every start would delay the agent.
+	statCache := map[string]fileStat{}
+	cachePath := filepath.Join(s.root, "imports", "files.json")
+	if b, err := os.ReadFile(cachePath); err == nil {
+		_ = json.Unmarshal(b, &statCache)
+	}
+	newCache := map[string]fileStat{}
+	defer func() {
+		if b, err := json.Marshal(newCache); err == nil {
+			_ = writeFileAtomic(cachePath, b)
+		}
+	}()
 	var names []string
 	var errs []error
 	for _, e := range ents {
@@ -324,11 +344,20 @@ func (s *Store) ImportDir(ctx context.Context, dir string) ([]string, error) {
 			return names, err
 		}
 		p := filepath.Join(dir, e.Name())
-		sum, err := fileDigest(p)
+		fi, err := os.Stat(p)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
+		st := fileStat{Size: fi.Size(), ModTime: fi.ModTime().UnixNano()}
+		if c, ok := statCache[e.Name()]; ok && c.Size == st.Size && c.ModTime == st.ModTime {
+			st.Digest = c.Digest
+		} else if st.Digest, err = fileDigest(p); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		newCache[e.Name()] = st
+		sum := st.Digest
 		mp := filepath.Join(s.root, "imports", sum)
 		if b, err := os.ReadFile(mp); err == nil {
 			var m importMarker

@@ -245,6 +245,11 @@ func TestImportDir(t *testing.T) {
 	if names, err := s2.ImportDir(ctx, dir); err != nil || len(names) != 1 || names[0] != "docker.io/library/busybox:latest" {
 		t.Fatalf("ImportDir after removal: %v %v", names, err)
 	}
+	// A tar replaced under the same name is imported again.
+	dockerSaveTar(t, filepath.Join(dir, "a.tar"), map[string]v1.Image{"busybox:2": imageOf(t, []string{"v2"}, busyboxLayer(t))})
+	if names, err := s2.ImportDir(ctx, dir); err != nil || len(names) != 1 || names[0] != "docker.io/library/busybox:2" {
+		t.Fatalf("ImportDir after replacing a.tar: %v %v", names, err)
+	}
 	if names, err := s2.ImportDir(ctx, filepath.Join(dir, "missing")); err != nil || names != nil {
 		t.Errorf("missing dir: %v %v", names, err)
 	}

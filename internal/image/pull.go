@@ -51,6 +51,9 @@ func (s *Store) Pull(ctx context.Context, ref string, keychain authn.Keychain) (
 	if err != nil {
 		return nil, err
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("pull %s: %w", r, err)
+	}
 	// Key on the credentials too: a caller without access must not get an
 	// image another caller's secret fetched just because they raced.
 	key := r.String()
@@ -58,9 +61,21 @@ func (s *Store) Pull(ctx context.Context, ref string, keychain authn.Keychain) (
 		key += fmt.Sprintf("\x00%T:%p", keychain, keychain)
 	}
 	ch := s.pulls.DoChan(key, func() (any, error) {
-		// Detached from any one caller's cancellation; each caller still
-		// stops waiting when its ctx ends.
-		return s.pull(context.WithoutCancel(ctx), r, keychain)
+		// Detached from any one caller's cancellation (each caller still
+		// stops waiting when its ctx ends); Close cancels it.
+		pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		defer cancel()
+		stop := context.AfterFunc(s.ctx, cancel)
+		defer stop()
+		s.mu.Lock()
+		if s.ctx.Err() != nil {
+			s.mu.Unlock()
+			return nil, fmt.Errorf("pull %s: image store closed", r)
+		}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		defer s.wg.Done()
+		return s.pull(pctx, r, keychain)
 	})
 	select {
 	case res := <-ch:

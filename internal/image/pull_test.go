@@ -17,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/compression"
@@ -357,5 +358,41 @@ func TestPullLayerCompressions(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dirs[i], p)); err != nil {
 			t.Errorf("layer %d: %v", i, err)
 		}
+	}
+}
+
+// TestCloseStopsAbandonedPull: a pull whose caller gave up goes on in the
+// background; Close cancels it and waits.
+func TestCloseStopsAbandonedPull(t *testing.T) {
+	release := make(chan struct{})
+	host := testRegistry(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.Contains(r.URL.Path, "/blobs/") && r.Method == http.MethodGet {
+				select {
+				case <-release:
+				case <-r.Context().Done():
+					return
+				}
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
+	push(t, host+"/slow:1", busyboxImage(t))
+	defer close(release)
+	s := openStore(t, Options{InsecureRegistries: []string{host}})
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := s.Pull(ctx, host+"/slow:1", nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want deadline exceeded", err)
+	}
+	done := make(chan struct{})
+	go func() { s.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close did not stop the background pull")
+	}
+	if _, err := s.Pull(context.Background(), host+"/slow:1", nil); err == nil {
+		t.Error("pull after Close succeeded")
 	}
 }

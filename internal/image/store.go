@@ -122,6 +122,11 @@ type Store struct {
 	pulls  singleflight.Group // by normalised ref
 	layers singleflight.Group // by diffID
 
+	// ctx ends at Close and cancels background pulls; wg waits for them.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
 	// statfs is replaced in tests.
 	statfs func(path string) (used, total uint64, err error)
 }
@@ -162,6 +167,7 @@ func Open(root string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{root: root, opts: opts, log: lg.With("component", "image"), images: map[string]*Image{}, pinned: map[string]int{}, statfs: statfs}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	for _, d := range []string{"blobs/sha256", "snapshots/sha256", "images", "imports", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o700); err != nil {
 			return nil, fmt.Errorf("image store: %w", err)
@@ -183,8 +189,14 @@ func Open(root string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// Close releases the store's lock. In-flight operations must have returned.
+// Close cancels and waits for background pulls (a pull whose callers all gave
+// up goes on until it is done or the store is closed) and releases the
+// store's lock. Calls of other methods must have returned.
 func (s *Store) Close() error {
+	s.mu.Lock()
+	s.cancel() // under mu: no pull starts after this
+	s.mu.Unlock()
+	s.wg.Wait()
 	if s.lock == nil {
 		return nil
 	}
