@@ -41,18 +41,35 @@
 //
 // # Using it from the agent
 //
-//	st, _ := image.Open(filepath.Join(data, "agent/image-store"), image.Options{
-//		InsecureRegistries: cfg.InsecureRegistries,
+//	st, err := image.Open(filepath.Join(data, "agent/image-store"), image.Options{
+//		InsecureRegistries: cfg.InsecureRegistries, // HTTP (or unverified TLS) only for these
 //	})
-//	st.ImportDir(ctx, filepath.Join(data, "agent/images")) // at start
-//	img, err := st.Ensure(ctx, c.Image, image.PullPolicy(c.ImagePullPolicy), keychain)
-//	// err → ErrImagePull (err.Error() carries the registry's message);
-//	// errors.Is(err, image.ErrNeverPull) → ErrImageNeverPull
-//	lower, _ := st.LowerDirs(img)          // top layer first: "lowerdir=" + strings.Join(lower, ":")
-//	status.ImageID = img.ImageRef()        // docker.io/library/busybox@sha256:… (or the ID)
-//	st.GC(ctx, inUse)                      // periodically; inUse = IDs of images of live containers
+//	defer st.Close()
+//	st.ImportDir(ctx, filepath.Join(data, "agent/images")) // at start: air-gap tars
+//
+//	// per container: the pod's imagePullSecrets' data → keychain
+//	kc, err := image.KeychainFromSecrets(secret.Data[".dockerconfigjson"])
+//	img, err := st.Ensure(ctx, c.Image, image.PullPolicy(c.ImagePullPolicy), kc)
+//	// errors.Is(err, image.ErrNeverPull) → ErrImageNeverPull; any other
+//	// error → ErrImagePull / ImagePullBackOff, err.Error() carrying the
+//	// registry's message ("… DENIED: …", "… UNAUTHORIZED: …")
+//	lower, err := st.LowerDirs(img) // top layer first: "lowerdir=" + strings.Join(lower, ":")
+//	img.Config                      // Entrypoint, Cmd, Env, WorkingDir, User, ExposedPorts…
+//	status.Image, status.ImageID = c.Image, img.ImageRef() // docker.io/library/busybox@sha256:…
+//	st.MarkUsed(img.ID)             // when a container starts (LRU order for GC)
+//
+//	// periodically (kubelet: every 5 min), inUse = IDs of images of containers that exist
+//	st.GC(ctx, inUse)
+//	st.Stats()                      // imagefs usage for DiskPressure
+//
+// A Store holds an flock on its root: one process owns it. `skiff images
+// import|ls|rm` on a node whose agent runs must go through the agent (or drop
+// the tar into DATA/agent/images/), not open the store itself.
 //
 // Snapshots are read-only lower layers: nothing may write into them. The
 // container's writable upper and work dirs live elsewhere (the runtime's
-// container directory).
+// container directory). overlayfs's mount data is limited to a page, so with
+// this root (~120 bytes a lowerdir) a legacy mount(2) takes about 30 layers;
+// deeper images need the new mount API's "lowerdir+" (fsconfig, Linux 6.8+)
+// or short symlinks to the snapshots.
 package image

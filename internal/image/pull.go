@@ -233,6 +233,9 @@ func (s *Store) insecure(host string) bool {
 func (s *Store) transport() http.RoundTripper {
 	secure := remote.DefaultTransport.(*http.Transport).Clone()
 	insecure := secure.Clone()
+	if s.opts.RootCAs != nil {
+		secure.TLSClientConfig = &tls.Config{RootCAs: s.opts.RootCAs, MinVersion: tls.VersionTLS12}
+	}
 	insecure.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // only for registries the admin marked insecure
 	return &schemeGuard{s: s, secure: secure, insecure: insecure}
 }

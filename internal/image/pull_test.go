@@ -5,11 +5,14 @@ package image
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -22,6 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/compression"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -394,5 +398,29 @@ func TestCloseStopsAbandonedPull(t *testing.T) {
 	}
 	if _, err := s.Pull(context.Background(), host+"/slow:1", nil); err == nil {
 		t.Error("pull after Close succeeded")
+	}
+}
+
+// TestPullHTTPS: a registry with a certificate the host does not trust is
+// refused, reached with its CA in Options.RootCAs, and reached without
+// verification when marked insecure.
+func TestPullHTTPS(t *testing.T) {
+	srv := httptest.NewTLSServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "https://")
+	img := busyboxImage(t)
+	push(t, host+"/tls:1", img, remote.WithTransport(srv.Client().Transport))
+	ctx := ctxT(t)
+
+	if _, err := openStore(t, Options{}).Pull(ctx, host+"/tls:1", nil); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("untrusted certificate: err = %v", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	if got, err := openStore(t, Options{RootCAs: pool}).Pull(ctx, host+"/tls:1", nil); err != nil || got.ID != configDigest(t, img) {
+		t.Errorf("with the CA: %v %v", got, err)
+	}
+	if _, err := openStore(t, Options{InsecureRegistries: []string{host}}).Pull(ctx, host+"/tls:1", nil); err != nil {
+		t.Errorf("insecure: %v", err)
 	}
 }

@@ -4,6 +4,7 @@ package image
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,6 +31,9 @@ type Options struct {
 	// certificate verification): "host" or "host:port". Every other registry
 	// is HTTPS only.
 	InsecureRegistries []string
+	// RootCAs verify registries' certificates (nil: the host's roots), for
+	// registries with a private CA.
+	RootCAs *x509.CertPool
 	// Platform selected from multi-platform images; default linux/GOARCH.
 	Platform *v1.Platform
 	// HighThresholdPercent / LowThresholdPercent of the filesystem holding the
