@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -48,7 +49,13 @@ type ContainerConfig struct {
 	// reads; it blocks once the pipe is full). They may be the same path.
 	// Empty: /dev/null.
 	StdoutPath, StderrPath string
-	// Tty gives the container a terminal (for attach); not implemented yet.
+	// Stdin keeps a pipe open as the container's stdin for Attach;
+	// StdinOnce closes it when the first attached client's stdin ends.
+	Stdin, StdinOnce bool
+	// Tty runs the process on a terminal; its output goes to StdoutPath
+	// and to attached clients. The terminal and the stdin pipe are held by
+	// this process: after an agent restart a re-adopted container's stdin
+	// is at EOF and a TTY container has lost its terminal (it gets SIGHUP).
 	Tty bool
 	// Labels are kept with the container for the caller (pod UID,
 	// container name, restart attempt…).
@@ -136,9 +143,6 @@ func (r *Runtime) Create(ctx context.Context, cfg ContainerConfig) (_ *State, re
 	if (cfg.Rootfs.Dir == "") == (len(cfg.Rootfs.Lowerdirs) == 0) {
 		return nil, fmt.Errorf("container %s: rootfs needs exactly one of Dir and Lowerdirs: %w", cfg.ID, ErrInvalid)
 	}
-	if cfg.Tty {
-		return nil, fmt.Errorf("container %s: tty containers are not implemented yet: %w", cfg.ID, ErrInvalid)
-	}
 	defer r.lock(cfg.ID)()
 	var sb *Sandbox
 	if cfg.SandboxID != "" {
@@ -206,11 +210,24 @@ func (r *Runtime) Create(ctx context.Context, cfg ContainerConfig) (_ *State, re
 	for _, g := range cfg.AdditionalGIDs {
 		p.AdditionalGroups = append(p.AdditionalGroups, int(g))
 	}
+	sio, err := newStdio(p, &cfg, stdout)
+	if err != nil {
+		_ = c.Destroy()
+		return nil, err
+	}
 	if err := c.Start(p); err != nil {
+		sio.close()
 		_ = c.Destroy()
 		return nil, fmt.Errorf("container %s: start init: %w", cfg.ID, err)
 	}
-	r.watchChild(cfg.ID, p)
+	if err := sio.started(); err != nil {
+		_ = c.Signal(unix.SIGKILL)
+		_, _ = p.Wait()
+		sio.close()
+		_ = c.Destroy()
+		return nil, fmt.Errorf("container %s: %w", cfg.ID, err)
+	}
+	r.watchChild(cfg.ID, p, sio)
 	r.log.Debug("container created", "container", cfg.ID, "sandbox", cfg.SandboxID)
 	return r.state(cfg.ID)
 }
@@ -252,13 +269,48 @@ func mountOverlay(dir string, lowerdirs []string) (string, error) {
 		}
 	}
 	data := "lowerdir=" + strings.Join(lowerdirs, ":") + ",upperdir=" + upper + ",workdir=" + work
+	if len(data) < unix.Getpagesize()-1 {
+		if err := unix.Mount("overlay", target, "overlay", 0, data); err != nil {
+			return "", fmt.Errorf("mount overlay: %w", err)
+		}
+		return target, nil
+	}
+	// Too long for one page (images with many layers): name the layers
+	// relative to their common parent, from a thread whose working
+	// directory is that parent.
+	common := filepath.Dir(lowerdirs[0])
+	for _, l := range lowerdirs[1:] {
+		for common != "/" && !strings.HasPrefix(l, common+"/") {
+			common = filepath.Dir(common)
+		}
+	}
+	rel := make([]string, len(lowerdirs))
+	for i, l := range lowerdirs {
+		r, err := filepath.Rel(common, l)
+		if err != nil {
+			return "", err
+		}
+		rel[i] = r
+	}
+	data = "lowerdir=" + strings.Join(rel, ":") + ",upperdir=" + upper + ",workdir=" + work
 	if len(data) >= unix.Getpagesize()-1 {
-		// TODO: mount through short relative paths (fsconfig or chdir) for
-		// images with very many layers.
 		return "", fmt.Errorf("overlay options too long (%d layers): %w", len(lowerdirs), ErrInvalid)
 	}
-	if err := unix.Mount("overlay", target, "overlay", 0, data); err != nil {
-		return "", fmt.Errorf("mount overlay: %w", err)
+	errc := make(chan error, 1)
+	go func() {
+		goruntime.LockOSThread() // never unlocked: the thread's cwd is private and it dies with us
+		if err := unix.Unshare(unix.CLONE_FS); err != nil {
+			errc <- err
+			return
+		}
+		if err := unix.Chdir(common); err != nil {
+			errc <- err
+			return
+		}
+		errc <- unix.Mount("overlay", target, "overlay", 0, data)
+	}()
+	if err := <-errc; err != nil {
+		return "", fmt.Errorf("mount overlay (%d layers): %w", len(lowerdirs), err)
 	}
 	return target, nil
 }

@@ -40,6 +40,7 @@ type watcher struct {
 	stopOnce sync.Once
 	stopc    chan struct{}
 	pidfd    *os.File // re-adopted containers only
+	io       *stdio   // containers started here only
 }
 
 func newWatcher() *watcher {
@@ -71,12 +72,14 @@ func (r *Runtime) setWatcher(id string, w *watcher) {
 }
 
 // watchChild waits for an init this process started (our child).
-func (r *Runtime) watchChild(id string, p *libcontainer.Process) {
+func (r *Runtime) watchChild(id string, p *libcontainer.Process, io *stdio) {
 	w := newWatcher()
+	w.io = io
 	r.setWatcher(id, w)
 	go func() {
 		defer close(w.done)
 		ps, err := p.Wait()
+		io.exited()
 		if ps == nil {
 			r.log.Warn("waiting for container init", "container", id, "err", err)
 			return

@@ -121,6 +121,11 @@ func TestReadoptAfterRestart(t *testing.T) {
 			t.Errorf("%s: %+v", id, st)
 		}
 	}
+	// Exec works in a re-adopted container.
+	var out strings.Builder
+	if code, err := r2.Exec(wctx, "long", ExecConfig{Args: []string{"sh", "-c", "echo in-long; exit 4"}, Stdout: &out}); err != nil || code != 4 || out.String() != "in-long\n" {
+		t.Fatalf("exec: %d %v %q", code, err, out.String())
+	}
 	st, err := r2.Stop(wctx, "long", 100*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)

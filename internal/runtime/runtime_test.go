@@ -5,7 +5,9 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/opencontainers/cgroups"
@@ -366,4 +368,54 @@ func BenchmarkCreateStartWait(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms/start")
+}
+
+func TestOverlayManyLayers(t *testing.T) {
+	requireRoot(t)
+	r := newTestRuntime(t)
+	layers := filepath.Join(t.TempDir(), "layers")
+	var lower []string
+	for i := 0; i < 50; i++ { // 50 × ~115 characters of absolute paths: more than a page
+		d := filepath.Join(layers, "sha256-"+strings.Repeat("0", 60)+strconv.Itoa(100+i))
+		if err := os.MkdirAll(filepath.Join(d, "layers"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "layers", strconv.Itoa(i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		lower = append([]string{d}, lower...)
+	}
+	base := filepath.Join(layers, "base")
+	if err := os.Rename(busyboxRootfs(t), base); err != nil {
+		t.Fatal(err)
+	}
+	lower = append(lower, base)
+	out := filepath.Join(t.TempDir(), "out")
+	st := run(t, r, ContainerConfig{ID: "layers", Rootfs: Rootfs{Lowerdirs: lower},
+		Args: []string{"sh", "-c", "ls /layers | wc -l"}, StdoutPath: out})
+	if st.ExitCode != 0 || strings.TrimSpace(readFile(t, out)) != "50" {
+		t.Fatalf("exit %d, stdout %q", st.ExitCode, readFile(t, out))
+	}
+}
+
+// BenchmarkCreateStartWaitParallel starts containers from as many
+// goroutines as -cpu says (e.g. -cpu 10,50 for 10 and 50 at once).
+func BenchmarkCreateStartWaitParallel(b *testing.B) {
+	requireRoot(b)
+	r := newTestRuntime(b)
+	rootfs := busyboxRootfs(b)
+	var seq atomic.Int64
+	b.SetParallelism(1)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			id := "pbench" + strconv.FormatInt(seq.Add(1), 10)
+			run(b, r, ContainerConfig{ID: id, Rootfs: Rootfs{Dir: rootfs}, Args: []string{"true"}})
+			if err := r.Delete(ctx, id); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
