@@ -56,6 +56,17 @@
 // from requests, quota/period from limits, memory limit (swap disabled where the
 // kernel accounts it), pids limit.
 //
+// # Streams
+//
+// A container's stdout and stderr go straight to StdoutPath/StderrPath
+// (regular files, or FIFOs the caller reads to write CRI-format logs). With
+// Stdin the runtime holds a pipe as the container's stdin, with Tty a
+// terminal whose output it copies to StdoutPath; [Runtime.Attach] feeds stdin,
+// resizes the terminal and streams TTY output. Both are held in memory: a
+// re-adopted container's stdin is at EOF, and a TTY container loses its
+// terminal when the agent restarts. [Runtime.Exec] runs a process with its own
+// streams (optionally a terminal) and returns its exit code.
+//
 // # Use by the agent
 //
 //	rt, _ := runtime.Open(dataDir+"/agent/containers", runtime.Options{Logger: l})
