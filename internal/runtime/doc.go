@@ -51,7 +51,7 @@
 //
 // # Cgroups
 //
-// Containers get ROOT cgroup CgroupParent/<id> through libcontainer's fs
+// Containers get the cgroup CgroupParent/<id> through libcontainer's fs
 // managers (cgroup v1, hybrid and v2; never systemd): cpu shares (weight on v2)
 // from requests, quota/period from limits, memory limit (swap disabled where the
 // kernel accounts it), pids limit.
@@ -74,7 +74,7 @@
 //	c, _ := rt.Create(ctx, runtime.ContainerConfig{ID: cid, SandboxID: sb.ID, Rootfs: …, Args: …})
 //	_ = rt.Start(ctx, c.ID)
 //	st, _ := rt.State(c.ID) // Running / Exited + ExitCode, OOMKilled, times
-//	_ = rt.Stop(ctx, c.ID, grace); _ = rt.Delete(ctx, c.ID); _ = rt.RemoveSandbox(ctx, sb.ID)
+//	_, _ = rt.Stop(ctx, c.ID, grace); _ = rt.Delete(ctx, c.ID); _ = rt.RemoveSandbox(ctx, sb.ID)
 //
 // After a restart, Open the same root and reconcile against [Runtime.List] and
 // [Runtime.ListSandboxes]; IDs, states and exit codes are preserved.
