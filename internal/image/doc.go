@@ -1,12 +1,3 @@
-//go:build skiff_image
-
-// The skiff_image build constraint on every file of this package is temporary:
-// go.sum lacks go-containerregistry's own dependencies (docker/cli,
-// klauspost/compress, opencontainers/go-digest and image-spec), so the package
-// would break `go build ./...`. Once go.mod/go.sum carry them (`go mod tidy`),
-// delete the first two lines of each file (`sed -i 1,2d internal/image/*.go`)
-// and this comment.
-
 // Package image is the agent's image store: it pulls images from OCI/Docker
 // registries (go-containerregistry), imports OCI image-layout and `docker save`
 // tars, unpacks layers once into directories that overlayfs stacks as a

@@ -1,5 +1,3 @@
-//go:build skiff_image
-
 package image
 
 import (
