@@ -285,3 +285,24 @@ func TestNoProbes(t *testing.T) {
 		t.Fatal("kept after RemovePod")
 	}
 }
+
+// TestRemoveUnblocksWorker: with nobody reading Updates, a worker blocked on
+// a full channel returns when its container is removed, and Close returns.
+func TestRemoveUnblocksWorker(t *testing.T) {
+	h := newHarness(t, 0)
+	for i := 0; i < updatesBuffer; i++ {
+		h.m.updates <- Update{}
+	}
+	h.add(&v1.Container{Name: "app", ReadinessProbe: execProbeSpec("ready", 1, 0, 1, 1)})
+	h.m.RemoveContainer("cid-app")
+	done := make(chan struct{})
+	go func() { h.m.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close blocked")
+	}
+	if err := h.m.AddContainer(Target{ContainerID: "x", Container: &v1.Container{Name: "x"}}); err == nil {
+		t.Fatal("AddContainer after Close")
+	}
+}
