@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,6 +45,7 @@ const (
 // media is the negotiated response form.
 type media struct {
 	yaml    bool
+	proto   bool // application/vnd.kubernetes.protobuf (objects and lists only)
 	kind    outputKind
 	version string // meta.k8s.io version for Table/PartialObjectMetadata
 	include metav1.IncludeObjectPolicy
@@ -52,7 +54,7 @@ type media struct {
 func errNotAcceptable() error {
 	return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusNotAcceptable,
 		Reason:  metav1.StatusReasonNotAcceptable,
-		Message: "only the following media types are accepted: application/json, application/yaml, application/json;as=Table;v=v1;g=meta.k8s.io"}}
+		Message: "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf, application/json;as=Table;v=v1;g=meta.k8s.io"}}
 }
 
 // negotiate picks the first Accept entry this server can produce.
@@ -71,6 +73,11 @@ func negotiate(r *http.Request, transform bool) (media, error) {
 		case a.Type == "application" && a.SubType == "json":
 		case a.Type == "application" && a.SubType == "yaml":
 			m.yaml = true
+		case a.Type == "application" && a.SubType == "vnd.kubernetes.protobuf":
+			if a.Params["as"] != "" {
+				continue // Tables and metadata are served as JSON only
+			}
+			m.proto = true
 		case a.Type == "*" || (a.Type == "application" && a.SubType == "*"):
 		default:
 			continue
@@ -110,6 +117,14 @@ func (s *Server) writeJSON(w http.ResponseWriter, code int, v interface{}) {
 
 // writeObject writes obj in the negotiated encoding.
 func (s *Server) writeObject(w http.ResponseWriter, code int, obj interface{}, m media) {
+	if m.proto {
+		if data, ok := s.protoBytes(obj); ok {
+			w.Header().Set("Content-Type", protobufType)
+			w.WriteHeader(code)
+			_, _ = w.Write(data)
+			return
+		}
+	}
 	data, err := json.Marshal(obj)
 	if err != nil {
 		s.log.Error("encode response", "err", err)
@@ -164,4 +179,22 @@ func addWarnings(w http.ResponseWriter, warnings []string) {
 
 func errBadRequest(format string, args ...interface{}) error {
 	return apierrors.NewBadRequest(fmt.Sprintf(format, args...))
+}
+
+const protobufType = "application/vnd.kubernetes.protobuf"
+
+// protoBytes encodes obj in Kubernetes' protobuf envelope, or reports false
+// when it cannot (not a typed object with apiVersion/kind set, or a type
+// without protobuf support): the caller then answers JSON, which every
+// client that asks for protobuf also accepts.
+func (s *Server) protoBytes(obj interface{}) ([]byte, bool) {
+	ro, ok := obj.(runtime.Object)
+	if !ok || ro.GetObjectKind().GroupVersionKind().Empty() {
+		return nil, false
+	}
+	var buf bytes.Buffer
+	if err := s.codecs.protobuf.Encode(ro, &buf); err != nil {
+		return nil, false
+	}
+	return buf.Bytes(), true
 }

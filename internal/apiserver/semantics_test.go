@@ -214,11 +214,18 @@ func TestTableOutput(t *testing.T) {
 	if resp.Header.Get("Content-Type") != "application/yaml" || !strings.Contains(string(data), "kind: Pod") {
 		t.Fatalf("yaml: %q %s", resp.Header.Get("Content-Type"), data)
 	}
-	// Protobuf-only is not served: 406; protobuf then JSON gets JSON.
+	// Protobuf: Kubernetes' envelope ("k8s\x00" then a runtime.Unknown).
 	resp = e.do(t, "GET", "/api/v1/namespaces/default/pods/a", "", nil, "Accept", "application/vnd.kubernetes.protobuf")
+	data, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusNotAcceptable {
-		t.Fatalf("protobuf only: %d", resp.StatusCode)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/vnd.kubernetes.protobuf" || !strings.HasPrefix(string(data), "k8s\x00") {
+		t.Fatalf("protobuf: %d %q %q", resp.StatusCode, resp.Header.Get("Content-Type"), data[:min(8, len(data))])
+	}
+	// Tables are JSON only: protobuf as=Table is skipped for the next choice.
+	resp = e.do(t, "GET", "/api/v1/namespaces/default/pods", "", nil, "Accept", "application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io, "+tableAccept)
+	resp.Body.Close()
+	if resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("protobuf table fallback: %q", resp.Header.Get("Content-Type"))
 	}
 	// Watch with Table: the first event has the columns, later ones not.
 	req, _ := http.NewRequest("GET", e.http.URL+"/api/v1/namespaces/default/pods?watch=1&timeoutSeconds=2", nil)

@@ -1,7 +1,9 @@
 package apiserver
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
 
 	"github.com/skiff-dev/skiff/internal/registry"
 	"github.com/skiff-dev/skiff/internal/store"
@@ -44,6 +47,9 @@ type decodedKV struct {
 	err  error
 	once sync.Once
 	data []byte // JSON of obj with apiVersion/kind and resourceVersion
+
+	protoOnce sync.Once
+	proto     []byte // protobuf envelope of obj, made on first use
 }
 
 func newWatchHub(*Server) *watchHub {
@@ -88,6 +94,9 @@ type watchStream struct {
 }
 
 func (ws *watchStream) sendRaw(typ string, raw []byte) error {
+	if ws.m.proto {
+		return ws.sendProto(typ, raw)
+	}
 	buf := make([]byte, 0, len(raw)+32)
 	buf = append(buf, `{"type":"`...)
 	buf = append(buf, typ...)
@@ -101,10 +110,43 @@ func (ws *watchStream) sendRaw(typ string, raw []byte) error {
 	return nil
 }
 
-// send writes one event; d (when not nil) carries obj's cached JSON.
+var rawProtobuf = protobuf.NewRawSerializer(registry.Scheme, registry.Scheme)
+
+// sendProto writes one length-delimited protobuf WatchEvent (the framing
+// client-go's protobuf watch decoder reads).
+func (ws *watchStream) sendProto(typ string, raw []byte) error {
+	var buf bytes.Buffer
+	buf.Write([]byte{0, 0, 0, 0}) // length, filled in below
+	// The event itself is raw protobuf (no envelope); the object inside it
+	// carries the envelope, as kube-apiserver's stream serializer does.
+	if err := rawProtobuf.Encode(&metav1.WatchEvent{Type: typ, Object: runtime.RawExtension{Raw: raw}}, &buf); err != nil {
+		return err
+	}
+	b := buf.Bytes()
+	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
+	if _, err := ws.w.Write(b); err != nil {
+		return err
+	}
+	ws.fl.Flush()
+	return nil
+}
+
+// send writes one event; d (when not nil) carries obj's cached encodings.
 func (ws *watchStream) send(typ string, obj runtime.Object, d *decodedKV) error {
 	var raw []byte
 	var err error
+	if ws.m.proto {
+		if d != nil {
+			d.protoOnce.Do(func() { d.proto, _ = ws.s.protoBytes(obj) })
+			raw = d.proto
+		} else {
+			raw, _ = ws.s.protoBytes(obj)
+		}
+		if raw == nil {
+			return fmt.Errorf("cannot encode %T as protobuf", obj)
+		}
+		return ws.sendRaw(typ, raw)
+	}
 	switch {
 	case ws.m.kind == outObject && d != nil:
 		raw = d.data
@@ -199,7 +241,11 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
 	}
 	ch, werr := s.store.Watch(ctx, collectionPrefix(ri.res, ri.namespace), from, wopts)
 
-	w.Header().Set("Content-Type", "application/json")
+	if m.proto {
+		w.Header().Set("Content-Type", protobufType+";stream=watch")
+	} else {
+		w.Header().Set("Content-Type", "application/json")
+	}
 	w.Header().Set("Cache-Control", "no-cache, private")
 	w.WriteHeader(http.StatusOK)
 	fl.Flush()

@@ -187,6 +187,12 @@ func (s *Server) componentContext(ctx context.Context, ca *pki.CA, server, user 
 		// client-side token bucket, is what paces the control plane.
 		QPS:   1000,
 		Burst: 2000,
+		// Protobuf decodes several times faster than JSON; at 30,000 pods
+		// JSON decoding in the informers dominated the control plane's CPU.
+		ContentConfig: rest.ContentConfig{
+			ContentType:        "application/vnd.kubernetes.protobuf",
+			AcceptContentTypes: "application/vnd.kubernetes.protobuf,application/json",
+		},
 	}
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
