@@ -116,11 +116,35 @@ func resolveSubPath(volPath, subPath, volName, cName string) (string, error) {
 		if fi, err := os.Stat(volPath); err == nil {
 			perm = fi.Mode().Perm()
 		}
-		if err := os.MkdirAll(p, perm); err != nil {
+		if err := mkdirAllChmod(volPath, p, perm); err != nil {
 			return "", fmt.Errorf("failed to create subPath directory for volumeMount %q of container %q", volName, cName)
 		}
 	} else if err != nil {
 		return "", err
 	}
 	return p, nil
+}
+
+// mkdirAllChmod creates the missing directories from root down to p with
+// perm, chmodding each (mkdir applies the umask; upstream's doSafeMakeDir
+// fchmods too).
+func mkdirAllChmod(root, p string, perm os.FileMode) error {
+	rel, err := filepath.Rel(root, p)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return fmt.Errorf("%s is not under %s", p, root)
+	}
+	cur := root
+	for _, part := range strings.Split(rel, "/") {
+		cur = filepath.Join(cur, part)
+		if err := os.Mkdir(cur, perm); err != nil {
+			if errors.Is(err, fs.ErrExist) {
+				continue
+			}
+			return err
+		}
+		if err := os.Chmod(cur, perm); err != nil {
+			return err
+		}
+	}
+	return nil
 }
