@@ -3,6 +3,7 @@ package podconfig
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -66,6 +67,8 @@ type ContainerSpec struct {
 	User       User
 	Resources  runtime.Resources
 	Mounts     []runtime.Mount
+	// ReadonlyRootfs from securityContext.readOnlyRootFilesystem.
+	ReadonlyRootfs bool
 	// Warnings are events the kubelet would record (envFrom keys skipped).
 	Warnings []string
 }
@@ -100,6 +103,10 @@ func Build(pod *corev1.Pod, c *corev1.Container, img ImageConfig, src Sources, o
 	if err != nil {
 		return nil, err
 	}
+	if err := verifyRunAsNonRoot(pod, c, img.User); err != nil {
+		return nil, err
+	}
+	spec.ReadonlyRootfs = c.SecurityContext != nil && isTrue(c.SecurityContext.ReadOnlyRootFilesystem)
 	spec.Resources = ContainerResources(c)
 	spec.Mounts, err = containerMounts(pod, c, envMap, &opts)
 	if err != nil {
@@ -211,4 +218,45 @@ func podHostnameDomain(pod *corev1.Pod, clusterDomain string) (string, string, e
 		domain = fmt.Sprintf("%s.%s.svc.%s", pod.Spec.Subdomain, pod.Namespace, clusterDomain)
 	}
 	return hostname, domain, nil
+}
+
+// verifyRunAsNonRoot is upstream's kuberuntime verifyRunAsNonRoot, with the
+// image user as getImageUser reads it (numeric uid part, else the name; no
+// user means root).
+func verifyRunAsNonRoot(pod *corev1.Pod, c *corev1.Container, imageUser string) error {
+	var nonRoot *bool
+	var runAsUser *int64
+	if sc := pod.Spec.SecurityContext; sc != nil {
+		nonRoot, runAsUser = sc.RunAsNonRoot, sc.RunAsUser
+	}
+	if sc := c.SecurityContext; sc != nil {
+		if sc.RunAsNonRoot != nil {
+			nonRoot = sc.RunAsNonRoot
+		}
+		if sc.RunAsUser != nil {
+			runAsUser = sc.RunAsUser
+		}
+	}
+	if !isTrue(nonRoot) {
+		return nil
+	}
+	podRef := fmt.Sprintf("%s_%s(%s)", pod.Name, pod.Namespace, pod.UID) // format.Pod
+	if runAsUser != nil {
+		if *runAsUser == 0 {
+			return fmt.Errorf("container's runAsUser breaks non-root policy (pod: %q, container: %s)", podRef, c.Name)
+		}
+		return nil
+	}
+	name, _, _ := strings.Cut(imageUser, ":")
+	if name == "" {
+		name = "0"
+	}
+	uid, err := strconv.ParseInt(name, 10, 64)
+	switch {
+	case err != nil:
+		return fmt.Errorf("container has runAsNonRoot and image has non-numeric user (%s), cannot verify user is non-root (pod: %q, container: %s)", name, podRef, c.Name)
+	case uid == 0:
+		return fmt.Errorf("container has runAsNonRoot and image will run as root (pod: %q, container: %s)", podRef, c.Name)
+	}
+	return nil
 }

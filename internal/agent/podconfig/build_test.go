@@ -246,3 +246,38 @@ func TestLowerdirReader(t *testing.T) {
 		t.Errorf("missing: %v", err)
 	}
 }
+
+// Upstream TestVerifyRunAsNonRoot.
+func TestRunAsNonRoot(t *testing.T) {
+	pod := `"web-0_ns1(1234-abcd)"`
+	for _, tc := range []struct {
+		name    string
+		podSC   *corev1.PodSecurityContext
+		cSC     *corev1.SecurityContext
+		imgUser string
+		err     string
+	}{
+		{"not set", nil, nil, "", ""},
+		{"image root", &corev1.PodSecurityContext{RunAsNonRoot: ptr(true)}, nil, "",
+			"container has runAsNonRoot and image will run as root (pod: " + pod + ", container: c)"},
+		{"image uid 0", nil, &corev1.SecurityContext{RunAsNonRoot: ptr(true)}, "0:5",
+			"container has runAsNonRoot and image will run as root (pod: " + pod + ", container: c)"},
+		{"image numeric", nil, &corev1.SecurityContext{RunAsNonRoot: ptr(true)}, "1000", ""},
+		{"image name", nil, &corev1.SecurityContext{RunAsNonRoot: ptr(true)}, "www",
+			"container has runAsNonRoot and image has non-numeric user (www), cannot verify user is non-root (pod: " + pod + ", container: c)"},
+		{"runAsUser 0", &corev1.PodSecurityContext{RunAsNonRoot: ptr(true)}, &corev1.SecurityContext{RunAsUser: ptr(int64(0))}, "1000",
+			"container's runAsUser breaks non-root policy (pod: " + pod + ", container: c)"},
+		{"runAsUser wins over image name", &corev1.PodSecurityContext{RunAsNonRoot: ptr(true), RunAsUser: ptr(int64(7))}, nil, "www", ""},
+		{"container allows root", &corev1.PodSecurityContext{RunAsNonRoot: ptr(true)}, &corev1.SecurityContext{RunAsNonRoot: ptr(false)}, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := testPod(corev1.Container{Name: "c", Command: []string{"x"}, SecurityContext: tc.cSC})
+			p.Spec.SecurityContext = tc.podSC
+			_, err := Build(p, &p.Spec.Containers[0], ImageConfig{User: tc.imgUser}, nil,
+				Options{ReadRootfsFile: mapReader(map[string]string{"/etc/passwd": passwd, "/etc/group": group})})
+			if (err == nil) != (tc.err == "") || (err != nil && err.Error() != tc.err) {
+				t.Fatalf("err %v, want %q", err, tc.err)
+			}
+		})
+	}
+}

@@ -50,11 +50,20 @@
 //		ReadRootfsFile: podconfig.LowerdirReader(lower),
 //		Volumes: vols, PodFiles: files, TerminationLogPath: tlog,
 //	}) // err → CreateContainerConfigError with err.Error() as the message
+//	   // (missing ConfigMap/Secret/key, runAsNonRoot violations, unknown image user…)
 //	rt.Create(ctx, runtime.ContainerConfig{
-//		Args: spec.Args, Env: spec.Env, WorkingDir: spec.WorkingDir,
+//		Args: spec.Args, Env: spec.Env, WorkingDir: spec.WorkingDir, ReadonlyRootfs: spec.ReadonlyRootfs,
 //		UID: spec.User.UID, GID: spec.User.GID, AdditionalGIDs: spec.User.AdditionalGIDs,
 //		Mounts: spec.Mounts, Resources: spec.Resources, Hostname: hostname, …})
 //	// spec.Warnings → Warning events (InvalidEnvironmentVariableNames)
+//
+// When the pod is gone and its containers are deleted:
+//
+//	podconfig.RemovePodDir(podDir, unmountIfMounted)
+//
+// WriteVolumes, WritePodFiles and RemovePodDir of one pod must not run
+// concurrently (the pod worker serializes a pod's syncs); different pods are
+// independent. The package does no logging: everything is returned.
 //
 // # Differences from upstream
 //
@@ -65,6 +74,8 @@
 //     fd-based bind mount; a symlink swapped in after Build is not caught.
 //   - Service-account token files are not chowned to runAsUser (upstream's
 //     FsUser for the token); with fsGroup they are 0640 group fsGroup.
+//   - /etc/hosts is written whether or not the pod has an IP yet (upstream
+//     mounts it only once pod IPs are known); pass the IPs when they are.
 //   - No pod-level cgroup limits, OOM score, mount propagation, image
 //     volumes, clusterTrustBundle/podCertificate projections, fileKeyRef.
 package podconfig

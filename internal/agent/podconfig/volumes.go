@@ -473,3 +473,33 @@ func projectedPayload(ctx context.Context, pod *corev1.Pod, p *corev1.ProjectedV
 	}
 	return payload, nil
 }
+
+// RemovePodDir tears down what WriteVolumes, WritePodFiles and
+// CreateTerminationLog made for a pod once all its containers are gone
+// (the kubelet's volume TearDown + pod directory cleanup): unmount is called
+// for every volume directory of a plugin that may be memory-backed (it must
+// tolerate a directory with nothing mounted) and the pod directory is then
+// removed. hostPath volumes live outside podDir and are never touched;
+// symlinks are not followed.
+func RemovePodDir(podDir string, unmount func(dir string) error) error {
+	if unmount != nil {
+		for _, kind := range []string{"emptyDir", "secret", "downwardAPI", "projected"} {
+			base := filepath.Join(podDir, "volumes", pluginDirs[kind])
+			ents, err := os.ReadDir(base)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			for _, e := range ents {
+				if e.IsDir() {
+					if err := unmount(filepath.Join(base, e.Name())); err != nil {
+						return fmt.Errorf("unmount volume %s: %w", e.Name(), err)
+					}
+				}
+			}
+		}
+	}
+	return os.RemoveAll(podDir)
+}

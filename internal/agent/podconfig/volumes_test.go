@@ -503,3 +503,38 @@ func TestSubPath(t *testing.T) {
 }
 
 func itoa(i int64) string { return strconv.FormatInt(i, 10) }
+
+func TestRemovePodDir(t *testing.T) {
+	podDir := filepath.Join(t.TempDir(), "pod")
+	hostDir := t.TempDir()
+	os.WriteFile(filepath.Join(hostDir, "keep"), []byte("x"), 0o644)
+	pod := testPod()
+	pod.Spec.Volumes = []corev1.Volume{
+		{Name: "e", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+		{Name: "d", VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{Items: []corev1.DownwardAPIVolumeFile{{Path: "n", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}}}},
+		{Name: "h", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: hostDir}}},
+	}
+	vols, err := WriteVolumes(context.Background(), podDir, pod, nil, VolumeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A symlink to the host dir inside the emptyDir must not be followed.
+	os.Symlink(hostDir, filepath.Join(vols["e"].HostPath, "link"))
+	var unmounted []string
+	if err := RemovePodDir(podDir, func(dir string) error {
+		unmounted = append(unmounted, filepath.Base(dir))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(unmounted)
+	if strings.Join(unmounted, " ") != "d e" {
+		t.Errorf("unmounted %v", unmounted)
+	}
+	if _, err := os.Stat(podDir); !os.IsNotExist(err) {
+		t.Error("pod dir left")
+	}
+	if _, err := os.Stat(filepath.Join(hostDir, "keep")); err != nil {
+		t.Error("hostPath content removed")
+	}
+}
