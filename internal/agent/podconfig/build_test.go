@@ -281,3 +281,10 @@ func TestRunAsNonRoot(t *testing.T) {
 		})
 	}
 }
+
+func TestPodCgroupName(t *testing.T) {
+	pod := testPod()
+	if got := PodCgroupName(pod); got != "besteffort/pod1234-abcd" {
+		t.Fatal(got)
+	}
+}

@@ -39,7 +39,7 @@
 //	hosts, err := podconfig.HostsFile(pod, podIPs, clusterDomain, hostEtcHosts)
 //	resolv, err := podconfig.ResolvConf(pod, podconfig.DNSConfig{ClusterDNS: …, ClusterDomain: …, HostResolvConf: …})
 //	files, err := podconfig.WritePodFiles(podDir, hosts, []byte(hostname+"\n"), resolv)
-//	parent := podconfig.PodCgroupParent(cgroupRoot, pod) // runtime cgroup parent
+//	parent := podconfig.PodCgroupParent(cgroupRoot, pod) // needs a per-pod parent in the runtime (see PodCgroupName)
 //
 // Then per container start (init containers in order, then the others):
 //

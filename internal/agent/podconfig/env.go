@@ -46,13 +46,20 @@ func (e *orderedEnv) m() map[string]string {
 }
 
 // containerEnv is upstream's Kubelet.makeEnvironmentVariables: envFrom first
-// (later sources override earlier ones; keys that are not valid environment
-// variable names are skipped with a warning), then env in order ($(VAR)
+// (later sources override earlier ones), then env in order ($(VAR)
 // expanded against the variables defined so far and the service
 // variables; valueFrom resolved), then the service-link variables not
 // already defined. Upstream collects the pod's variables in a map; here the
 // order is kept: envFrom keys sorted per source, env in spec order,
 // service variables sorted.
+//
+// envFrom keys: current upstream (1.30+, RelaxedEnvironmentVariableValidation)
+// passes every key on; older kubelets skipped keys failing the strict
+// C_IDENTIFIER-like rule and recorded an InvalidEnvironmentVariableNames
+// event. Here keys are skipped (with that event's text as a warning) only
+// when they cannot be a variable name at all under the relaxed rule (empty,
+// '=', non-printable or non-ASCII), which a valid ConfigMap or Secret key
+// never is; "1BAD" or "my.key" are passed on as upstream does today.
 func containerEnv(pod *corev1.Pod, c *corev1.Container, src Sources, opts *Options) ([]EnvVar, []string, error) {
 	var warnings []string
 	serviceEnv := ServiceEnv(pod.Namespace, pod.Spec.EnableServiceLinks == nil || *pod.Spec.EnableServiceLinks, opts.Services)
@@ -69,7 +76,7 @@ func containerEnv(pod *corev1.Pod, c *corev1.Container, src Sources, opts *Optio
 		var invalid []string
 		for _, k := range keys {
 			name := prefix + k
-			if len(validation.IsEnvVarName(name)) != 0 {
+			if len(validation.IsRelaxedEnvVarName(name)) != 0 {
 				invalid = append(invalid, name)
 				continue
 			}

@@ -117,7 +117,7 @@ func TestEnvOrderExpansionAndSources(t *testing.T) {
 	}
 	pod := testPod(c)
 	src := cmSources(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "ns1", Name: "cfg"},
-		Data: map[string]string{"A": "from-cm", "Z": "z", "bad key": "x", "1BAD": "y"}}).
+		Data: map[string]string{"A": "from-cm", "Z": "z", "bad=key": "x", "1OK": "y", "tab\tkey": "t"}}).
 		withSecret(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns1", Name: "sec"},
 			Data: map[string][]byte{"pw": []byte("s3cret")}})
 	opts := Options{
@@ -133,7 +133,7 @@ func TestEnvOrderExpansionAndSources(t *testing.T) {
 	for _, kv := range spec.Env {
 		names = append(names, strings.SplitN(kv, "=", 2)[0])
 	}
-	wantOrder := "PATH A HOME Z S_pw B POD NS UID LBL ANN NODE SA PIP PIPS HIP HIPS LABELS CMK SK EMPTY FOO_SERVICE_HOST FOO_PORT FOO_PORT_80_TCP FOO_PORT_80_TCP_ADDR FOO_PORT_80_TCP_PORT FOO_PORT_80_TCP_PROTO FOO_SERVICE_PORT"
+	wantOrder := "PATH A HOME 1OK Z S_pw B POD NS UID LBL ANN NODE SA PIP PIPS HIP HIPS LABELS CMK SK EMPTY FOO_SERVICE_HOST FOO_PORT FOO_PORT_80_TCP FOO_PORT_80_TCP_ADDR FOO_PORT_80_TCP_PORT FOO_PORT_80_TCP_PROTO FOO_SERVICE_PORT"
 	if got := strings.Join(names, " "); got != wantOrder {
 		t.Errorf("env order\n got %s\nwant %s", got, wantOrder)
 	}
@@ -155,7 +155,7 @@ func TestEnvOrderExpansionAndSources(t *testing.T) {
 	if _, ok := m["OPT"]; ok {
 		t.Error("optional missing key should be skipped")
 	}
-	if len(spec.Warnings) != 1 || spec.Warnings[0] != "Keys [1BAD, bad key] from the EnvFrom configMap ns1/cfg were skipped since they are considered invalid environment variable names." {
+	if len(spec.Warnings) != 1 || spec.Warnings[0] != "Keys [bad=key, tab\tkey] from the EnvFrom configMap ns1/cfg were skipped since they are considered invalid environment variable names." {
 		t.Errorf("warnings %q", spec.Warnings)
 	}
 }

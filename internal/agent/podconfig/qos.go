@@ -74,12 +74,20 @@ func PodCgroupParent(root string, pod *corev1.Pod) string {
 	if root == "" {
 		root = DefaultCgroupRoot
 	}
+	return path.Join(root, PodCgroupName(pod))
+}
+
+// PodCgroupName is the pod's cgroup relative to the pods' root:
+// "pod<uid>", "burstable/pod<uid>" or "besteffort/pod<uid>". (The runtime
+// today has one CgroupParent for all containers, runtime.Options; a
+// per-container or per-sandbox parent is needed to use this.)
+func PodCgroupName(pod *corev1.Pod) string {
 	name := "pod" + string(pod.UID)
 	switch QOSClass(pod) {
 	case corev1.PodQOSBurstable:
-		return path.Join(root, "burstable", name)
+		return path.Join("burstable", name)
 	case corev1.PodQOSBestEffort:
-		return path.Join(root, "besteffort", name)
+		return path.Join("besteffort", name)
 	}
-	return path.Join(root, name)
+	return name
 }
