@@ -70,6 +70,8 @@
 //   - Env order is deterministic: envFrom keys sorted per source, env in
 //     spec order, service-link variables sorted (upstream: map order). The
 //     image env comes first; a pod variable replaces the image's in place.
+//   - The group part of the image's User ("uid:gid", "name:group") is
+//     honoured (Docker/OCI semantics); kubelet+containerd ignore it.
 //   - subPath is resolved with securejoin instead of the kubelet's
 //     fd-based bind mount; a symlink swapped in after Build is not caught.
 //   - Service-account token files are not chowned to runAsUser (upstream's

@@ -43,6 +43,12 @@ type User struct {
 //
 // readFile may be nil: then only numeric users work and no group
 // membership is read.
+//
+// One deliberate difference: the kubelet passes only the user part of the
+// image's User to the runtime (getImageUser → RunAsUser/RunAsUsername), so
+// under kubelet+containerd an image "1000:1000" or "www:web" runs with the
+// user's passwd group, not the image's; here the image's group is honoured,
+// as Docker and runc do (and as the OCI image spec describes).
 func ResolveUser(pod *corev1.Pod, c *corev1.Container, imageUser string, readFile func(string) ([]byte, error)) (User, error) {
 	psc := pod.Spec.SecurityContext
 	if psc == nil {
