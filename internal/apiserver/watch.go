@@ -46,8 +46,12 @@ type decodedKV struct {
 	obj  runtime.Object
 	err  error
 	once sync.Once
-	data []byte // JSON of obj with apiVersion/kind and resourceVersion
 
+	// The encodings are made on first use: a cluster's own controllers
+	// watch in protobuf, kubectl and most tools in JSON.
+	jsonOnce  sync.Once
+	data      []byte // JSON of obj with apiVersion/kind and resourceVersion
+	jsonErr   error
 	protoOnce sync.Once
 	proto     []byte // protobuf envelope of obj, made on first use
 }
@@ -72,13 +76,14 @@ func (h *watchHub) decode(res *registry.Resource, key string, value []byte, rev 
 		h.cache[k] = d
 	}
 	h.mu.Unlock()
-	d.once.Do(func() {
-		d.obj, d.err = decodeStored(res, value, rev)
-		if d.err == nil {
-			d.data, d.err = json.Marshal(d.obj)
-		}
-	})
+	d.once.Do(func() { d.obj, d.err = decodeStored(res, value, rev) })
 	return d
+}
+
+// json returns obj's cached JSON.
+func (d *decodedKV) json() ([]byte, error) {
+	d.jsonOnce.Do(func() { d.data, d.jsonErr = json.Marshal(d.obj) })
+	return d.data, d.jsonErr
 }
 
 // watchStream writes watch events to one client.
@@ -149,7 +154,7 @@ func (ws *watchStream) send(typ string, obj runtime.Object, d *decodedKV) error 
 	}
 	switch {
 	case ws.m.kind == outObject && d != nil:
-		raw = d.data
+		raw, err = d.json()
 	case ws.m.kind == outTable && typ != "BOOKMARK" && typ != "ERROR":
 		raw, err = json.Marshal(ws.s.table(ws.r, ws.res, []runtime.Object{obj}, ws.m, metav1.ListMeta{}, !ws.first))
 		ws.first = false
