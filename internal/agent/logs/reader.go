@@ -209,21 +209,32 @@ type reader struct {
 }
 
 func (r *reader) run() error {
+	// Open the current file first (it must exist, as for the kubelet), then
+	// list the rotated ones: the list and the open file are consistent. If
+	// the file was rotated in between, it is among the list: keep only the
+	// files before it.
+	f, err := os.Open(r.path)
+	if err != nil {
+		return fmt.Errorf("logs: %w", err)
+	}
+	defer func() { f.Close() }()
 	segs := []segment{{path: r.path, key: "~"}}
 	if !r.opts.CurrentOnly {
-		var err error
 		if segs, err = segments(r.path); err != nil {
 			return err
 		}
-	}
-	// The current file must exist, as for the kubelet.
-	if _, err := os.Stat(r.path); err != nil {
-		return fmt.Errorf("logs: %w", err)
+		if fi, err := f.Stat(); err == nil {
+			for i, s := range segs[:len(segs)-1] {
+				if si, err := os.Stat(s.path); err == nil && !s.gz && os.SameFile(si, fi) {
+					segs = append(segs[:i], segment{path: r.path, key: "~"})
+					break
+				}
+			}
+		}
 	}
 	start, skip, off := 0, int64(0), int64(0)
 	if r.opts.TailLines != nil {
-		var err error
-		if start, skip, off, err = tailStart(segs, *r.opts.TailLines); err != nil {
+		if start, skip, off, err = tailStart(segs, f, *r.opts.TailLines); err != nil {
 			return err
 		}
 	}
@@ -233,7 +244,7 @@ func (r *reader) run() error {
 		}
 		skip, off = 0, 0
 	}
-	return r.readCurrent(off)
+	return r.readCurrent(&f, off)
 }
 
 // readRotated reads a whole rotated segment from the given start.
@@ -306,19 +317,14 @@ func (r *reader) process(l []byte) error {
 
 // readCurrent reads the live file from off and, when following, keeps going
 // through rotations until Done.
-func (r *reader) readCurrent(off int64) error {
-	f, err := os.Open(r.path)
-	if err != nil {
-		return fmt.Errorf("logs: %w", err)
-	}
-	defer func() { f.Close() }()
+func (r *reader) readCurrent(fp **os.File, off int64) error {
+	f := *fp
+	defer func() { *fp = f }() // the caller closes the file followed last
 	if r.limited && r.left <= 0 {
 		return nil
 	}
-	if off > 0 {
-		if _, err := f.Seek(off, io.SeekStart); err != nil {
-			return fmt.Errorf("logs: %w", err)
-		}
+	if _, err := f.Seek(off, io.SeekStart); err != nil { // tailStart moved it
+		return fmt.Errorf("logs: %w", err)
 	}
 	br := bufio.NewReaderSize(f, 64<<10)
 	if !r.opts.Follow {
@@ -528,7 +534,7 @@ const tailBlockSize = 4096
 // segments: the segment index, records to skip in it (compressed segments)
 // and the byte offset in it (plain ones). Records are counted as the kubelet's
 // tail.FindTailLineStartIndex does, by newlines from the end of each file.
-func tailStart(segs []segment, n int64) (idx int, skip, off int64, err error) {
+func tailStart(segs []segment, cur *os.File, n int64) (idx int, skip, off int64, err error) {
 	idx = len(segs) - 1
 	for i := len(segs) - 1; i >= 0; i-- {
 		s := segs[i]
@@ -550,16 +556,20 @@ func tailStart(segs []segment, n int64) (idx int, skip, off int64, err error) {
 				return i, cnt - n, 0, nil
 			}
 		} else {
-			f, err := os.Open(s.path)
-			if err != nil {
-				if os.IsNotExist(err) && s.key != "~" {
-					continue
+			f := cur
+			if s.key != "~" {
+				if f, err = os.Open(s.path); err != nil {
+					if os.IsNotExist(err) {
+						continue
+					}
+					return 0, 0, 0, fmt.Errorf("logs: %w", err)
 				}
-				return 0, 0, 0, fmt.Errorf("logs: %w", err)
 			}
 			var o int64
 			o, cnt, err = fileTailStart(f, n)
-			f.Close()
+			if f != cur {
+				f.Close()
+			}
 			if err != nil {
 				return 0, 0, 0, fmt.Errorf("logs: %s: %w", s.path, err)
 			}

@@ -364,8 +364,12 @@ func TestAttach(t *testing.T) {
 	slow := make(chan error, 1)
 	go func() { slow <- w.Attach(context.Background(), blockingWriter(blocked), nil) }()
 	waitSubs(t, w, 2)
-	for range 20 {
+	for i := range 20 {
 		io.WriteString(opw, "x\n")
+		// Let the well-behaved subscriber keep up.
+		for j := 0; j < 5000 && strings.Count(so.String(), "x\n") <= i; j++ {
+			time.Sleep(time.Millisecond)
+		}
 	}
 	close(blocked)
 	if err := <-slow; err != ErrSlowSubscriber {
