@@ -12,6 +12,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/skiff-dev/skiff/internal/podqos"
 )
 
 func describePodObject(d *describeCtx, u *unstructured.Unstructured) (string, error) {
@@ -112,7 +114,7 @@ func describePodObject(d *describeCtx, u *unstructured.Unstructured) (string, er
 			}
 		}
 		describeVolumes(pod.Spec.Volumes, w, "")
-		w.Write(level0, "QoS Class:\t%s\n", podQOS(pod))
+		w.Write(level0, "QoS Class:\t%s\n", podqos.Of(pod))
 		printLabelsMultiline(w, "Node-Selectors", pod.Spec.NodeSelector)
 		printTolerationsMultiline(w, "", "Tolerations", pod.Spec.Tolerations)
 		describeTopologySpreadConstraints(pod.Spec.TopologySpreadConstraints, w, "")
@@ -611,55 +613,4 @@ func ptrOr[T any](p *T, def T) T {
 		return def
 	}
 	return *p
-}
-
-// podQOS is kubectl's qos.GetPodQOS: the status value, else computed from
-// the containers' cpu and memory requests and limits.
-func podQOS(pod *corev1.Pod) corev1.PodQOSClass {
-	if pod.Status.QOSClass != "" {
-		return pod.Status.QOSClass
-	}
-	requests, limits := corev1.ResourceList{}, corev1.ResourceList{}
-	guaranteed := true
-	all := append(append([]corev1.Container(nil), pod.Spec.Containers...), pod.Spec.InitContainers...)
-	for _, c := range all {
-		for name, q := range c.Resources.Requests {
-			if (name == corev1.ResourceCPU || name == corev1.ResourceMemory) && q.Sign() > 0 {
-				sum := q.DeepCopy()
-				if prev, ok := requests[name]; ok {
-					sum.Add(prev)
-				}
-				requests[name] = sum
-			}
-		}
-		found := map[corev1.ResourceName]bool{}
-		for name, q := range c.Resources.Limits {
-			if (name == corev1.ResourceCPU || name == corev1.ResourceMemory) && q.Sign() > 0 {
-				found[name] = true
-				sum := q.DeepCopy()
-				if prev, ok := limits[name]; ok {
-					sum.Add(prev)
-				}
-				limits[name] = sum
-			}
-		}
-		if !found[corev1.ResourceCPU] || !found[corev1.ResourceMemory] {
-			guaranteed = false
-		}
-	}
-	if len(requests) == 0 && len(limits) == 0 {
-		return corev1.PodQOSBestEffort
-	}
-	if guaranteed {
-		for name, req := range requests {
-			if lim, ok := limits[name]; !ok || lim.Cmp(req) != 0 {
-				guaranteed = false
-				break
-			}
-		}
-	}
-	if guaranteed && len(requests) == len(limits) {
-		return corev1.PodQOSGuaranteed
-	}
-	return corev1.PodQOSBurstable
 }

@@ -10,6 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/skiff-dev/skiff/internal/podqos"
 )
 
 func TestDeploymentStatus(t *testing.T) {
@@ -105,7 +107,7 @@ func TestPodQOS(t *testing.T) {
 		{res("1", ""), corev1.PodQOSBurstable},
 	} {
 		pod := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Resources: tc.r}}}}
-		if got := podQOS(pod); got != tc.want {
+		if got := podqos.Of(pod); got != tc.want {
 			t.Errorf("%+v: got %s, want %s", tc.r, got, tc.want)
 		}
 	}

@@ -10,13 +10,14 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
-	"k8s.io/apimachinery/pkg/api/resource"
 	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/skiff-dev/skiff/internal/podqos"
 )
 
 // Pods, after pkg/registry/core/pod/strategy.go (Kubernetes 1.33) plus the
@@ -132,7 +133,7 @@ func (s podStrategy) PrepareForCreate(_ context.Context, obj runtime.Object) {
 	pod := obj.(*corev1.Pod)
 	corePodAdmit(pod, s.tolerations)
 	pod.Generation = 1
-	pod.Status = corev1.PodStatus{Phase: corev1.PodPending, QOSClass: corePodQOS(pod)}
+	pod.Status = corev1.PodStatus{Phase: corev1.PodPending, QOSClass: podqos.Compute(pod)}
 	if len(pod.Spec.SchedulingGates) > 0 {
 		pod.Status.Conditions = append(pod.Status.Conditions, corev1.PodCondition{
 			Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonSchedulingGated,
@@ -188,52 +189,6 @@ func corePodAdmit(pod *corev1.Pod, tol podTolerationDefaults) {
 		p := corev1.PreemptLowerPriority
 		pod.Spec.PreemptionPolicy = &p
 	}
-}
-
-// corePodQOS is ComputePodQOS (without pod-level resources).
-func corePodQOS(pod *corev1.Pod) corev1.PodQOSClass {
-	requests, limits := corev1.ResourceList{}, corev1.ResourceList{}
-	guaranteed := true
-	all := append(append([]corev1.Container{}, pod.Spec.Containers...), pod.Spec.InitContainers...)
-	add := func(l corev1.ResourceList, name corev1.ResourceName, q resource.Quantity) {
-		d := q.DeepCopy()
-		if prev, ok := l[name]; ok {
-			d.Add(prev)
-		}
-		l[name] = d
-	}
-	for _, c := range all {
-		for name, q := range c.Resources.Requests {
-			if (name == corev1.ResourceCPU || name == corev1.ResourceMemory) && q.Sign() > 0 {
-				add(requests, name, q)
-			}
-		}
-		found := map[corev1.ResourceName]bool{}
-		for name, q := range c.Resources.Limits {
-			if (name == corev1.ResourceCPU || name == corev1.ResourceMemory) && q.Sign() > 0 {
-				found[name] = true
-				add(limits, name, q)
-			}
-		}
-		if !found[corev1.ResourceCPU] || !found[corev1.ResourceMemory] {
-			guaranteed = false
-		}
-	}
-	if len(requests) == 0 && len(limits) == 0 {
-		return corev1.PodQOSBestEffort
-	}
-	if guaranteed {
-		for name, req := range requests {
-			if lim, ok := limits[name]; !ok || lim.Cmp(req) != 0 {
-				guaranteed = false
-				break
-			}
-		}
-	}
-	if guaranteed && len(requests) == len(limits) {
-		return corev1.PodQOSGuaranteed
-	}
-	return corev1.PodQOSBurstable
 }
 
 // PrepareForUpdate keeps the status and bumps generation on spec changes.
