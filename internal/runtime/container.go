@@ -43,6 +43,12 @@ type ContainerConfig struct {
 	// /dev/pts, /dev/shm and /dev/mqueue, in order.
 	Mounts    []Mount
 	Resources Resources
+	// CgroupParent places the container at Options.CgroupParent/
+	// CgroupParent/<id> instead of Options.CgroupParent/<id>: the agent
+	// groups a pod's containers under its QoS cgroup (e.g.
+	// "kubepods/burstable/pod<uid>"). Relative; RemoveCgroup removes it
+	// once the pod's containers are deleted.
+	CgroupParent string
 	// StdoutPath and StderrPath receive the container's output: regular
 	// files (created, appended to) or FIFOs made by the caller (opened
 	// read-write here, so the container never gets SIGPIPE while nobody
@@ -142,6 +148,9 @@ func (r *Runtime) Create(ctx context.Context, cfg ContainerConfig) (_ *State, re
 	}
 	if (cfg.Rootfs.Dir == "") == (len(cfg.Rootfs.Lowerdirs) == 0) {
 		return nil, fmt.Errorf("container %s: rootfs needs exactly one of Dir and Lowerdirs: %w", cfg.ID, ErrInvalid)
+	}
+	if err := validCgroupParent(cfg.CgroupParent); err != nil {
+		return nil, fmt.Errorf("container %s: %w", cfg.ID, err)
 	}
 	defer r.lock(cfg.ID)()
 	var sb *Sandbox

@@ -51,7 +51,9 @@
 //
 // # Cgroups
 //
-// Containers get the cgroup CgroupParent/<id> through libcontainer's fs
+// Containers get the cgroup Options.CgroupParent/[ContainerConfig.CgroupParent/]<id>
+// (the agent passes the pod's QoS cgroup, removed with RemoveCgroup after the
+// pod's containers are deleted) through libcontainer's fs
 // managers (cgroup v1, hybrid and v2; never systemd): cpu shares (weight on v2)
 // from requests, quota/period from limits, memory limit (swap disabled where the
 // kernel accounts it), pids limit.

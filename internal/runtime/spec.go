@@ -3,6 +3,7 @@ package runtime
 import (
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 
 	"github.com/opencontainers/cgroups"
@@ -118,7 +119,7 @@ func (r *Runtime) spec(cfg *ContainerConfig, rootfs string, sb *Sandbox) (*specs
 			specs.LinuxNamespace{Type: specs.IPCNamespace})
 	}
 	s.Linux.Namespaces = ns
-	s.Linux.CgroupsPath = r.opts.CgroupParent + "/" + cfg.ID
+	s.Linux.CgroupsPath = path.Join(r.opts.CgroupParent, cfg.CgroupParent, cfg.ID)
 
 	res := s.Linux.Resources
 	if res == nil {

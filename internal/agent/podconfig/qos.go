@@ -29,9 +29,9 @@ func PodCgroupParent(root string, pod *corev1.Pod) string {
 }
 
 // PodCgroupName is the pod's cgroup relative to the pods' root:
-// "pod<uid>", "burstable/pod<uid>" or "besteffort/pod<uid>". (The runtime
-// today has one CgroupParent for all containers, runtime.Options; a
-// per-container or per-sandbox parent is needed to use this.)
+// "pod<uid>", "burstable/pod<uid>" or "besteffort/pod<uid>" — what the
+// agent passes as runtime.ContainerConfig.CgroupParent (under the runtime's
+// own root, prefixed with the pods' root without its leading slash).
 func PodCgroupName(pod *corev1.Pod) string {
 	name := "pod" + string(pod.UID)
 	switch QOSClass(pod) {
