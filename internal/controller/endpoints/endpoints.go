@@ -18,7 +18,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/sets"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
@@ -54,6 +53,8 @@ type Controller struct {
 	log      *slog.Logger
 	recorder record.EventRecorder
 	queue    workqueue.TypedRateLimitingInterface[string]
+	// podEvents queues the Services a pod event touches.
+	podEvents endpointutil.PodEvents
 
 	services  corelisters.ServiceLister
 	pods      endpointutil.PodSelector
@@ -106,11 +107,8 @@ func New(cc controller.Context, opts Options) (*Controller, error) {
 	}); err != nil {
 		return nil, err
 	}
-	if _, err := podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.addPod,
-		UpdateFunc: c.updatePod,
-		DeleteFunc: c.deletePod,
-	}); err != nil {
+	c.podEvents = endpointutil.PodEvents{Services: c.services, Queue: c.queue, BatchPeriod: opts.EndpointUpdatesBatchPeriod, Log: c.log}
+	if _, err := podInf.Informer().AddEventHandler(c.podEvents); err != nil {
 		return nil, err
 	}
 	// Someone deleting an Endpoints we manage gets it rewritten.
@@ -148,42 +146,6 @@ func (c *Controller) checkLeftoverEndpoints() {
 		if key, ok := controller.KeyOf(ep); ok {
 			c.queue.Add(key)
 		}
-	}
-}
-
-func (c *Controller) enqueueServices(keys sets.Set[string]) {
-	for key := range keys {
-		if c.opts.EndpointUpdatesBatchPeriod > 0 {
-			c.queue.AddAfter(key, c.opts.EndpointUpdatesBatchPeriod)
-		} else {
-			c.queue.Add(key)
-		}
-	}
-}
-
-func (c *Controller) addPod(obj any) {
-	pod, ok := obj.(*corev1.Pod)
-	if !ok || !endpointutil.ShouldPodBeInEndpoints(pod, true) {
-		// A pod without an IP (or finished) is in no endpoints, so its
-		// arrival or departure changes none: skip the no-op syncs (one per
-		// pod created at scale).
-		return
-	}
-	keys, err := endpointutil.ServicesForPod(c.services, pod.Namespace, pod.Labels)
-	if err != nil {
-		c.log.Error("finding services of pod", "pod", pod.Namespace+"/"+pod.Name, "err", err)
-		return
-	}
-	c.enqueueServices(keys)
-}
-
-func (c *Controller) updatePod(old, cur any) {
-	c.enqueueServices(endpointutil.ServicesToUpdateOnPodChange(c.services, old, cur))
-}
-
-func (c *Controller) deletePod(obj any) {
-	if pod := endpointutil.PodFromDeleteAction(obj); pod != nil {
-		c.addPod(pod)
 	}
 }
 

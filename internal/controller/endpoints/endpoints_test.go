@@ -497,7 +497,7 @@ func TestPodEventsEnqueueMatchingServices(t *testing.T) {
 	cur := old.DeepCopy()
 	cur.ResourceVersion = "2"
 	cur.Status.Conditions[0].Status = corev1.ConditionTrue
-	f.c.updatePod(old, cur)
+	f.c.podEvents.OnUpdate(old, cur)
 	if n := f.c.queue.Len(); n != 1 {
 		t.Fatalf("queue has %d keys, want 1", n)
 	}
@@ -505,17 +505,17 @@ func TestPodEventsEnqueueMatchingServices(t *testing.T) {
 	moved := cur.DeepCopy()
 	moved.ResourceVersion = "3"
 	moved.Labels = map[string]string{"app": "db"}
-	f.c.updatePod(cur, moved)
+	f.c.podEvents.OnUpdate(cur, moved)
 	if n := f.c.queue.Len(); n != 2 {
 		t.Fatalf("queue has %d keys, want 2", n)
 	}
 	// A pod without an IP is in no endpoints: its arrival queues nothing.
 	f.drain(t, 0)
-	f.c.addPod(newPod("new", "", false))
+	f.c.podEvents.OnAdd(newPod("new", "", false), false)
 	if n := f.c.queue.Len(); n != 0 {
 		t.Fatalf("IP-less pod queued %d keys", n)
 	}
-	f.c.addPod(newPod("new", "10.1.0.5", false))
+	f.c.podEvents.OnAdd(newPod("new", "10.1.0.5", false), false)
 	if n := f.c.queue.Len(); n != 1 {
 		t.Fatalf("pod with an IP queued %d keys, want 1", n)
 	}
@@ -525,7 +525,7 @@ func TestPodEventsEnqueueMatchingServices(t *testing.T) {
 	ann := cur.DeepCopy()
 	ann.ResourceVersion = "9"
 	ann.Annotations = map[string]string{"x": "y"}
-	f2.c.updatePod(cur, ann)
+	f2.c.podEvents.OnUpdate(cur, ann)
 	if n := f2.c.queue.Len(); n != 0 {
 		t.Fatalf("annotation change queued %d keys", n)
 	}

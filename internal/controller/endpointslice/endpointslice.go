@@ -18,7 +18,6 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/sets"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
@@ -63,6 +62,8 @@ type Controller struct {
 	log      *slog.Logger
 	recorder record.EventRecorder
 	queue    workqueue.TypedRateLimitingInterface[string]
+	// podEvents queues the Services a pod event touches.
+	podEvents endpointutil.PodEvents
 
 	services corelisters.ServiceLister
 	pods     endpointutil.PodSelector
@@ -131,11 +132,8 @@ func New(cc controller.Context, opts Options) (*Controller, error) {
 	}); err != nil {
 		return nil, err
 	}
-	if _, err := podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.addPod,
-		UpdateFunc: c.updatePod,
-		DeleteFunc: c.deletePod,
-	}); err != nil {
+	c.podEvents = endpointutil.PodEvents{Services: c.services, Queue: c.queue, BatchPeriod: opts.EndpointUpdatesBatchPeriod, Log: c.log}
+	if _, err := podInf.Informer().AddEventHandler(c.podEvents); err != nil {
 		return nil, err
 	}
 	if _, err := sliceInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -153,42 +151,6 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	c.log.Info("starting controller")
 	defer c.log.Info("shutting down controller")
 	return controller.RunWorkers(ctx, name, c.queue, workers, c.sync, c.log, c.synced...)
-}
-
-func (c *Controller) enqueueServices(keys sets.Set[string]) {
-	for key := range keys {
-		if c.opts.EndpointUpdatesBatchPeriod > 0 {
-			c.queue.AddAfter(key, c.opts.EndpointUpdatesBatchPeriod)
-		} else {
-			c.queue.Add(key)
-		}
-	}
-}
-
-func (c *Controller) addPod(obj any) {
-	pod, ok := obj.(*corev1.Pod)
-	if !ok || !endpointutil.ShouldPodBeInEndpoints(pod, true) {
-		// A pod without an IP (or finished) is in no endpoints, so its
-		// arrival or departure changes none: skip the no-op syncs (one per
-		// pod created at scale).
-		return
-	}
-	keys, err := endpointutil.ServicesForPod(c.services, pod.Namespace, pod.Labels)
-	if err != nil {
-		c.log.Error("finding services of pod", "pod", pod.Namespace+"/"+pod.Name, "err", err)
-		return
-	}
-	c.enqueueServices(keys)
-}
-
-func (c *Controller) updatePod(old, cur any) {
-	c.enqueueServices(endpointutil.ServicesToUpdateOnPodChange(c.services, old, cur))
-}
-
-func (c *Controller) deletePod(obj any) {
-	if pod := endpointutil.PodFromDeleteAction(obj); pod != nil {
-		c.addPod(pod)
-	}
 }
 
 func isManaged(s *discoveryv1.EndpointSlice) bool {
