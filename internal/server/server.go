@@ -71,6 +71,16 @@ func (s *Server) RESTConfig() *rest.Config { return rest.CopyConfig(s.restConfig
 // Token is the join token (valid after Ready).
 func (s *Server) Token() string { return s.token }
 
+// URL is the API server's address for in-process clients, such as the
+// agent of `skiff server` (valid after Ready).
+func (s *Server) URL() string { return s.restConfig.Host }
+
+// NodeName is the name the server's own node registers under.
+func (s *Server) NodeName() string { return s.res.nodeName }
+
+// AdvertiseIP is the address the server advertises, its node's InternalIP.
+func (s *Server) AdvertiseIP() net.IP { return s.res.advertiseIP }
+
 // Run serves until ctx ends, then shuts down cleanly.
 func (s *Server) Run(ctx context.Context) error {
 	dir := s.cfg.serverDir()
