@@ -1,9 +1,6 @@
 package image
 
 import (
-	"archive/tar"
-	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -11,98 +8,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/static"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
-
-// dockerSaveTar writes a `docker save`-style tar of tag → image.
-func dockerSaveTar(t testing.TB, path string, imgs map[string]v1.Image) {
-	t.Helper()
-	m := map[name.Tag]v1.Image{}
-	for tag, img := range imgs {
-		tg, err := name.NewTag(tag)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m[tg] = img
-	}
-	if err := tarball.MultiWriteToFile(path, m); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// ociLayoutTar writes an OCI image layout with the images (annotated with
-// their names) and tars it.
-func ociLayoutTar(t testing.TB, path string, imgs map[string]v1.Image) {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "layout")
-	lp, err := layout.Write(dir, empty.Index)
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := make([]string, 0, len(imgs))
-	for n := range imgs {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		var opts []layout.Option
-		if n != "" {
-			opts = append(opts, layout.WithAnnotations(map[string]string{annotationRefName: n}))
-		}
-		if err := lp.AppendImage(imgs[n], opts...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tarDir(t, dir, path)
-}
-
-func tarDir(t testing.TB, dir, out string) {
-	t.Helper()
-	f, err := os.Create(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	tw := tar.NewWriter(f)
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		fi, _ := d.Info()
-		h, _ := tar.FileInfoHeader(fi, "")
-		h.Name = rel
-		if d.IsDir() {
-			h.Name += "/"
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		if d.Type().IsRegular() {
-			src, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			defer src.Close()
-			_, err = io.Copy(tw, src)
-			return err
-		}
-		return nil
-	})
-	if err == nil {
-		err = tw.Close()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-}
 
 func TestImportDockerSave(t *testing.T) {
 	bb := busyboxImage(t)

@@ -156,22 +156,6 @@ func TestPullPlatformFromIndex(t *testing.T) {
 	}
 }
 
-func basicAuth(user, pass string) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			u, p, ok := r.BasicAuth()
-			if !ok || u != user || p != pass {
-				w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(http.StatusUnauthorized)
-				fmt.Fprint(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
-				return
-			}
-			next.ServeHTTP(w, r)
-		})
-	}
-}
-
 func TestPullWithImagePullSecrets(t *testing.T) {
 	host := testRegistry(t, basicAuth("alice", "s3cret"))
 	img := busyboxImage(t)

@@ -17,15 +17,15 @@ import (
 func TestUnpackMetadata(t *testing.T) {
 	dst := t.TempDir()
 	b := tarBytes(t,
-		entry{name: "./", typ: tar.TypeDir, mode: 0o755},
-		entry{name: "usr/bin/", typ: tar.TypeDir, mode: 0o711, uid: 7, gid: 8},
-		entry{name: "usr/bin/su", typ: tar.TypeReg, body: "#!", mode: 0o4755, uid: 0, gid: 0},
-		entry{name: "home/u/f", typ: tar.TypeReg, body: "hi", mode: 0o600, uid: 1000, gid: 1000,
-			xattrs: map[string]string{"user.note": "x", "trusted.overlay.redirect": "/evil"}},
+		entry{Name: "./", Type: tar.TypeDir, Mode: 0o755},
+		entry{Name: "usr/bin/", Type: tar.TypeDir, Mode: 0o711, UID: 7, GID: 8},
+		entry{Name: "usr/bin/su", Type: tar.TypeReg, Body: "#!", Mode: 0o4755, UID: 0, GID: 0},
+		entry{Name: "home/u/f", Type: tar.TypeReg, Body: "hi", Mode: 0o600, UID: 1000, GID: 1000,
+			Xattrs: map[string]string{"user.note": "x", "trusted.overlay.redirect": "/evil"}},
 		hardlink("home/u/g", "home/u/f"),
 		symlink("abs", "/usr/bin/su"),
-		entry{name: "dev/null", typ: tar.TypeChar, mode: 0o666},
-		entry{name: "fifo", typ: tar.TypeFifo, mode: 0o644},
+		entry{Name: "dev/null", Type: tar.TypeChar, Mode: 0o666},
+		entry{Name: "fifo", Type: tar.TypeFifo, Mode: 0o644},
 	)
 	n, err := Unpack(ctxT(t), bytes.NewReader(b), dst)
 	if err != nil {
