@@ -52,6 +52,8 @@ type cluster struct {
 	log        *syncBuffer
 	exited     chan error
 	extraArgs  []string // more `skiff server` flags
+	withAgent  bool     // run the in-process agent (real pods); see startServerWithAgent
+	cgroupRoot string   // the agent's --cgroup-root
 }
 
 func freePort(t testing.TB) int {
@@ -84,10 +86,13 @@ func startServer(t testing.TB, extraArgs ...string) *cluster {
 func (c *cluster) start() {
 	c.t.Helper()
 	c.log = &syncBuffer{}
-	c.cmd = exec.Command(skiffBin, "server", "--disable-agent",
+	c.cmd = exec.Command(skiffBin, "server",
 		"--data-dir", c.dataDir, "--write-kubeconfig", c.kubeconfig,
 		"--bind-address", "127.0.0.1", "--https-listen-port", fmt.Sprint(c.port),
 	)
+	if !c.withAgent {
+		c.cmd.Args = append(c.cmd.Args, "--disable-agent")
+	}
 	c.cmd.Args = append(c.cmd.Args, c.extraArgs...)
 	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
 	if err := c.cmd.Start(); err != nil {
