@@ -103,6 +103,15 @@ func (s *Server) createObject(ctx context.Context, ri *reqInfo, obj runtime.Obje
 	if err := s.checkNamespaceForCreate(ctx, ri, om.GetName()); err != nil {
 		return nil, err
 	}
+	if a, ok := res.Strategy.(registry.Admitter); ok {
+		name := om.GetName()
+		if generated {
+			name = om.GetGenerateName()
+		}
+		if err := a.Admit(ctx, obj, name); err != nil {
+			return nil, err
+		}
+	}
 	res.Strategy.PrepareForCreate(ctx, obj)
 	errs := res.Strategy.Validate(ctx, obj)
 	errs = append(errs, validateNameSegment(om.GetName())...)

@@ -31,7 +31,8 @@ import (
 func pods() *Resource { return podsWith(Config{}) }
 
 // podsWith is pods with the DefaultTolerationSeconds admission values of
-// cfg (300 s each when unset).
+// cfg (300 s each when unset) and, when cfg.Objects is set, the
+// ServiceAccount admission (pod_serviceaccount.go).
 func podsWith(cfg Config) *Resource {
 	tol := podTolerationDefaults{notReady: 300, unreachable: 300}
 	if cfg.DefaultNotReadyTolerationSeconds > 0 {
@@ -43,12 +44,14 @@ func podsWith(cfg Config) *Resource {
 	return &Resource{Version: "v1", Resource: "pods", Singular: "pod", Kind: "Pod", ListKind: "PodList", Namespaced: true,
 		ShortNames: []string{"po"}, Categories: []string{"all"}, Subresources: []string{"status", "binding"},
 		New: func() runtime.Object { return &corev1.Pod{} }, NewList: func() runtime.Object { return &corev1.PodList{} },
-		Strategy: podStrategy{BaseStrategy{Namespaced: true, HasStatus: true, Generation: true}, tol}}
+		Strategy: podStrategy{BaseStrategy{Namespaced: true, HasStatus: true, Generation: true}, tol, cfg.Objects}}
 }
 
 type podStrategy struct {
 	BaseStrategy
 	tolerations podTolerationDefaults
+	// objects, when set, turns on the ServiceAccount admission (Admit).
+	objects ObjectGetter
 }
 
 // podTolerationDefaults are the tolerationSeconds the DefaultTolerationSeconds
@@ -60,6 +63,7 @@ type podTolerationDefaults struct{ notReady, unreachable int64 }
 var (
 	_ Strategy        = podStrategy{}
 	_ GracefulDeleter = podStrategy{}
+	_ Admitter        = podStrategy{}
 )
 
 // Default applies SetDefaults_Pod, the PodSpec defaults and the v1

@@ -115,6 +115,18 @@ type UpdateHook interface {
 	BeforeUpdate(ctx context.Context, obj, old runtime.Object, dryRun bool) (commit, undo func(), err error)
 }
 
+// Admitter is implemented by strategies whose create admission reads other
+// objects (the ServiceAccount admission plugin of pods). Admit runs where
+// kube-apiserver's mutating admission runs: after Default, name generation
+// and the namespace check, before PrepareForCreate and validation, also for
+// dry runs. It may modify obj. name is what an admission error names: the
+// object's name, or its generateName when the name was generated (upstream
+// admission sees the object before its name is generated). Errors should be
+// *apierrors.StatusError.
+type Admitter interface {
+	Admit(ctx context.Context, obj runtime.Object, name string) error
+}
+
 // DeleteHook runs after an object is removed from the store.
 type DeleteHook interface {
 	AfterDelete(ctx context.Context, obj runtime.Object)
@@ -152,6 +164,13 @@ type Config struct {
 	// unreachable taints added to every pod that has none; default 300.
 	DefaultNotReadyTolerationSeconds    int64
 	DefaultUnreachableTolerationSeconds int64
+	// Objects reads stored objects for the admission that needs them: the
+	// ServiceAccount admission of pods (service account must exist,
+	// projected token volume, imagePullSecrets). kube-apiserver runs it by
+	// default and skiff server sets Objects; nil turns it off, as
+	// --disable-admission-plugins=ServiceAccount does in upstream's
+	// integration tests (pods still get serviceAccountName "default").
+	Objects ObjectGetter
 }
 
 // Resources returns every resource skiff serves, in discovery order.

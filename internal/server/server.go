@@ -106,6 +106,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	defer st.Close()
 
+	var api *apiserver.Server // set below; the lookups run only once requests arrive
 	resources, err := registry.Resources(registry.Config{
 		ServiceCIDR:   s.res.serviceCIDR,
 		NodePortFirst: s.res.nodePortFirst,
@@ -113,6 +114,10 @@ func (s *Server) Run(ctx context.Context) error {
 
 		DefaultNotReadyTolerationSeconds:    s.cfg.DefaultNotReadyTolerationSeconds,
 		DefaultUnreachableTolerationSeconds: s.cfg.DefaultUnreachableTolerationSeconds,
+
+		Objects: registry.ObjectGetterFunc(func(ctx context.Context, gr schema.GroupResource, ns, name string) (runtime.Object, error) {
+			return api.GetObject(ctx, gr, ns, name)
+		}),
 	})
 	if err != nil {
 		return err
@@ -125,7 +130,6 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("service account key: %w", err)
 	}
-	var api *apiserver.Server // set below; the lookup runs only once requests arrive
 	tokens, err := satoken.New(satoken.Options{
 		Key: saKey,
 		Lookup: satoken.LookupFunc(func(ctx context.Context, gr schema.GroupResource, ns, name string) (runtime.Object, error) {
