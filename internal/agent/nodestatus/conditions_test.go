@@ -18,8 +18,8 @@ const (
 func healthySignals() Signals {
 	return Signals{
 		MemoryCapacity: 8 * gi, MemoryAvailable: 4 * gi,
-		NodeFS:         FSSignals{Capacity: 100 * gi, Available: 50 * gi, Inodes: 1000, InodesFree: 500},
-		PIDMax:         32768, PIDAvailable: 32000,
+		NodeFS: FSSignals{Capacity: 100 * gi, Available: 50 * gi, Inodes: 1000, InodesFree: 500},
+		PIDMax: 32768, PIDAvailable: 32000,
 	}
 }
 
@@ -44,7 +44,9 @@ func TestPressure(t *testing.T) {
 		{"pid threshold set", Thresholds{PIDAvailable: Threshold{Percentage: 0.1}}, func(s *Signals) { s.PIDAvailable = 3000 }, Pressure{PID: true}},
 		{"everything", Thresholds{MemoryAvailable: Threshold{Quantity: 5 * gi}, NodeFSAvailable: Threshold{Quantity: 60 * gi}, PIDAvailable: Threshold{Quantity: 40000}},
 			func(*Signals) {}, Pressure{Memory: true, Disk: true, PID: true}},
-		{"disabled thresholds", Thresholds{}, func(s *Signals) { *s = Signals{MemoryCapacity: 1, NodeFS: FSSignals{Capacity: 1, Inodes: 1}, PIDMax: 1} }, Pressure{}},
+		{"disabled thresholds", Thresholds{}, func(s *Signals) {
+			*s = Signals{MemoryCapacity: 1, NodeFS: FSSignals{Capacity: 1, Inodes: 1}, PIDMax: 1}
+		}, Pressure{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -38,9 +38,9 @@ func TestParseMeminfo(t *testing.T) {
 func TestParseOSRelease(t *testing.T) {
 	for in, want := range map[string]string{
 		"NAME=\"Debian GNU/Linux\"\nPRETTY_NAME=\"Debian GNU/Linux 13 (trixie)\"\n": "Debian GNU/Linux 13 (trixie)",
-		"PRETTY_NAME='Alpine Linux v3.20'\n":                                          "Alpine Linux v3.20",
-		"PRETTY_NAME=Plain\n":                                                         "Plain",
-		"NAME=x\n":                                                                    "",
+		"PRETTY_NAME='Alpine Linux v3.20'\n":                                        "Alpine Linux v3.20",
+		"PRETTY_NAME=Plain\n":                                                       "Plain",
+		"NAME=x\n":                                                                  "",
 	} {
 		if got := parseOSRelease([]byte(in)); got != want {
 			t.Errorf("parseOSRelease(%q) = %q, want %q", in, got, want)
