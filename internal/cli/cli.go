@@ -35,6 +35,8 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			serverCommand(),
 			kubectlCommand(stdin, stdout, stderr),
 			simCommand(),
+			imagesCommand(),
+			killallCommand(),
 		},
 		// Errors are printed once, here, not also by urfave/cli.
 		ExitErrHandler: func(*cli.Context, error) {},
