@@ -179,7 +179,7 @@ func (s *Server) Run(ctx context.Context) error {
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServing()
 	srv := &http.Server{
-		Handler: api.Handler(),
+		Handler: s.withJoin(api, bundle.CA), // /cacerts and the join endpoint, then the API
 		TLSConfig: &tls.Config{
 			Certificates: []tls.Certificate{cert},
 			ClientAuth:   tls.VerifyClientCertIfGiven,
