@@ -35,6 +35,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			serverCommand(),
 			kubectlCommand(stdin, stdout, stderr),
 			simCommand(),
+			tokenCommand(),
 			imagesCommand(),
 			killallCommand(),
 		},
