@@ -1,12 +1,18 @@
 // Package controllertest starts a real skiff API server (bbolt store in a
 // temporary directory, plain HTTP on loopback) for controller tests that
 // want more than client-go's fake clientset: real validation, defaulting,
-// resourceVersions, watches, finalizers and subresources.
+// resourceVersions, watches, finalizers and subresources (including
+// serviceaccounts/token). The ServiceAccount admission of pods is off, as
+// upstream's integration tests run kube-apiserver with
+// --disable-admission-plugins=ServiceAccount: pods need no ServiceAccount.
 package controllertest
 
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +24,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
@@ -28,6 +36,7 @@ import (
 	"github.com/skiff-dev/skiff/internal/apiserver"
 	"github.com/skiff-dev/skiff/internal/controller"
 	"github.com/skiff-dev/skiff/internal/registry"
+	"github.com/skiff-dev/skiff/internal/satoken"
 	"github.com/skiff-dev/skiff/internal/store"
 )
 
@@ -49,9 +58,24 @@ func Start(t testing.TB) *API {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := apiserver.New(apiserver.Config{
-		Store:     st,
-		Resources: res,
+	// serviceaccounts/token (TokenRequest) is served, signed with a
+	// throwaway key (ECDSA: quick to make for every test).
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var srv *apiserver.Server
+	tokens, err := satoken.New(satoken.Options{Key: key, Lookup: satoken.LookupFunc(
+		func(ctx context.Context, gr schema.GroupResource, ns, name string) (runtime.Object, error) {
+			return srv.GetObject(ctx, gr, ns, name)
+		})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err = apiserver.New(apiserver.Config{
+		Store:       st,
+		Resources:   res,
+		TokenIssuer: tokens,
 		Authenticator: func(*http.Request) (apiserver.Identity, bool) {
 			return apiserver.Identity{Name: "test-admin", Groups: []string{"system:masters", "system:authenticated"}}, true
 		},
