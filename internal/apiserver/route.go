@@ -245,6 +245,9 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, ri *reqIn
 	case tokenSubresource:
 		s.serveToken(w, r, ri)
 		return
+	case logSubresource, execSubresource, attachSubresource, portForwardSubresource:
+		s.servePodStream(w, r, ri)
+		return
 	case "finalize":
 		if r.Method != http.MethodPut {
 			s.writeError(w, r, errMethodNotAllowed(ri.gr(), verbOf(r.Method)))

@@ -7,6 +7,7 @@ package apiserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -53,7 +54,12 @@ type Config struct {
 	// implements OpenIDMetadata, the issuer discovery documents; nil leaves
 	// them unserved.
 	TokenIssuer TokenIssuer
-	Logger      *slog.Logger
+	// KubeletTLS is the API server's client side towards the nodes' kubelet
+	// endpoints (client certificate CN system:kube-apiserver, RootCAs the
+	// cluster CA): with it pods/log, pods/exec, pods/attach and
+	// pods/portforward are served; nil leaves them unserved.
+	KubeletTLS *tls.Config
+	Logger     *slog.Logger
 }
 
 // Server is the HTTP API server. Build it with New, call Init once, then
@@ -70,6 +76,7 @@ type Server struct {
 	nsRes   *registry.Resource // namespaces, for the existence checks
 	codecs  codecs
 	watches *watchHub
+	kubelet *http.Transport // nil without Config.KubeletTLS
 
 	stopOnce sync.Once
 	stopped  chan struct{} // closed by StopWatches
@@ -105,6 +112,14 @@ func New(cfg Config) (*Server, error) {
 		for i, r := range cfg.Resources {
 			if r != nil {
 				cfg.Resources[i] = withTokenSubresource(r)
+			}
+		}
+	}
+	if cfg.KubeletTLS != nil {
+		cfg.Resources = slices.Clone(cfg.Resources)
+		for i, r := range cfg.Resources {
+			if r != nil {
+				cfg.Resources[i] = withPodStreamSubresources(r)
 			}
 		}
 	}
@@ -146,6 +161,9 @@ func New(cfg Config) (*Server, error) {
 		if r.Group == "" && r.Resource == "namespaces" {
 			s.nsRes = r
 		}
+	}
+	if cfg.KubeletTLS != nil {
+		s.kubelet = newKubeletTransport(cfg.KubeletTLS)
 	}
 	s.stopped = make(chan struct{})
 	s.codecs = newCodecs()

@@ -142,6 +142,10 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.tokens = tokens
 	certs := certAuthenticator()
+	kubeletTLS, err := kubeletClientTLS(bundle.CA)
+	if err != nil {
+		return err
+	}
 	api, err = apiserver.New(apiserver.Config{
 		Store:     st,
 		Resources: resources,
@@ -153,6 +157,7 @@ func (s *Server) Run(ctx context.Context) error {
 			return tokens.AuthenticateRequest(r)
 		},
 		TokenIssuer: tokens,
+		KubeletTLS:  kubeletTLS,
 		Profiling:   true,
 		OpenAPI:     oapi,
 		Version:     versionInfo(),
@@ -339,4 +344,19 @@ func syncDir(path string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// kubeletClientTLS is the API server's client side towards the nodes'
+// kubelet endpoints: a certificate for system:kube-apiserver issued in
+// memory, and the cluster CA to verify their serving certificates.
+func kubeletClientTLS(ca *pki.CA) (*tls.Config, error) {
+	kp, err := ca.IssueClient("system:kube-apiserver", []string{"system:masters"})
+	if err != nil {
+		return nil, fmt.Errorf("kubelet client certificate: %w", err)
+	}
+	cert, err := tls.X509KeyPair(kp.CertPEM, kp.KeyPEM)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}, nil
 }
