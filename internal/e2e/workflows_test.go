@@ -56,6 +56,10 @@ func TestKubectlWorkflows(t *testing.T) {
 				w := &workflow{t: t, c: c, bin: bins[v], dir: t.TempDir(),
 					ns: "wf-" + wf.name + "-" + strings.ReplaceAll(v, ".", "-")}
 				w.must("create", "namespace", w.ns)
+				// With the controllers off nobody creates the namespace's
+				// "default" ServiceAccount, and the ServiceAccount admission
+				// rejects pods without it (as kube-apiserver does).
+				w.must("create", "serviceaccount", "default")
 				t.Cleanup(w.cleanup)
 				wf.run(w)
 			})
