@@ -224,4 +224,3 @@ func jsonString(t *testing.T, b []byte) string {
 	}
 	return string(out)
 }
-
