@@ -65,6 +65,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
@@ -165,6 +166,18 @@ func (c *Config) setDefaults() error {
 	if c.NodeName == "" {
 		c.NodeName = c.Hostname
 	}
+	if errs := validation.IsDNS1123Subdomain(c.NodeName); len(errs) > 0 {
+		return fmt.Errorf("nodestatus: node name %q: %s", c.NodeName, strings.Join(errs, "; "))
+	}
+	for k, v := range c.Labels {
+		errs := append(validation.IsQualifiedName(k), validation.IsValidLabelValue(v)...)
+		if len(errs) > 0 {
+			return fmt.Errorf("nodestatus: node label %s=%s: %s", k, v, strings.Join(errs, "; "))
+		}
+	}
+	if errs := validation.IsValidLabelValue(c.Hostname); len(errs) > 0 {
+		return fmt.Errorf("nodestatus: hostname %q is not a valid label value: %s", c.Hostname, strings.Join(errs, "; "))
+	}
 	if c.NodeIP == nil {
 		ip, err := DefaultNodeIP()
 		if err != nil {
@@ -218,7 +231,9 @@ func (c *Config) setDefaults() error {
 
 // Run registers the node and keeps its lease and status up to date until
 // ctx ends (then it returns nil; the Node stays, and goes Unknown once its
-// lease expires). It returns an error only for a bad Config.
+// lease expires). It returns an error only for a bad Config, or when the
+// API server rejects the Node as invalid; other registration errors are
+// retried with back-off (100ms doubling to 7s), as the kubelet.
 func Run(ctx context.Context, cfg Config) error {
 	a, err := newAgent(cfg)
 	if err != nil {
@@ -273,7 +288,10 @@ func newAgent(cfg Config) (*agent, error) {
 func (a *agent) run(ctx context.Context) error {
 	a.event(corev1.EventTypeNormal, EventStarting, "Starting kubelet.")
 	if err := a.registerWithBackoff(ctx); err != nil {
-		return nil // ctx ended
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
 	}
 	a.log.Info("node registered", "ip", a.cfg.NodeIP.String())
 	var wg sync.WaitGroup
@@ -330,6 +348,9 @@ func (a *agent) registerWithBackoff(ctx context.Context) error {
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if apierrors.IsInvalid(err) {
+			return fmt.Errorf("registering node %s: %w", a.cfg.NodeName, err)
 		}
 		a.log.Warn("unable to register node with the API server, will retry", "err", err, "in", step)
 		if !a.sleep(ctx, step) {
@@ -428,6 +449,7 @@ func (a *agent) patchStatus(ctx context.Context, node *corev1.Node, now time.Tim
 
 func (a *agent) recordEvents(reasons []string) {
 	for _, r := range reasons {
+		a.log.Info("node condition changed", "event", r)
 		a.event(corev1.EventTypeNormal, r, fmt.Sprintf("Node %s status is now: %s", a.cfg.NodeName, r))
 	}
 }

@@ -447,9 +447,19 @@ func TestConfigErrors(t *testing.T) {
 		"no versions": {Client: api.Client},
 		"negative":    {Client: api.Client, KubeletVersion: "v1", RuntimeVersion: "runc://1", NodeIP: net.ParseIP("10.0.0.1"), MaxPods: -1},
 		"unspecified": {Client: api.Client, KubeletVersion: "v1", RuntimeVersion: "runc://1", NodeIP: net.IPv4zero},
+		"node name":   {Client: api.Client, KubeletVersion: "v1", RuntimeVersion: "runc://1", NodeIP: net.ParseIP("10.0.0.1"), NodeName: "Bad_Name"},
+		"label":       {Client: api.Client, KubeletVersion: "v1", RuntimeVersion: "runc://1", NodeIP: net.ParseIP("10.0.0.1"), NodeName: "n", Labels: map[string]string{"a/b/c": "x"}},
+		// Rejected by the API server as invalid: not retried.
+		"taint": {Client: api.Client, KubeletVersion: "v1", RuntimeVersion: "runc://1", NodeIP: net.ParseIP("10.0.0.1"), NodeName: "n",
+			Taints: []corev1.Taint{{Key: "a", Effect: "Sometimes"}}, Logger: slog.New(slog.DiscardHandler)},
 	} {
-		if err := Run(context.Background(), cfg); err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := Run(ctx, cfg)
+		cancel()
+		if err == nil {
 			t.Errorf("%s: no error", name)
+		} else {
+			t.Logf("%s: %v", name, err)
 		}
 	}
 }
