@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/cgroups"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
@@ -282,10 +283,12 @@ func newRuntime(t testing.TB) *runtime.Runtime {
 				t.Errorf("cleanup: remove sandbox %s: %v", sb.ID, err)
 			}
 		}
-		if err := rt.RemoveCgroup(""); err != nil {
-			t.Logf("cleanup: cgroup parent: %v", err)
-		}
 		rt.Close()
+		for _, dir := range cgroupDirs(t, "/"+parent) {
+			if err := cgroups.RemovePath(dir); err != nil {
+				t.Errorf("cleanup: remove cgroup %s: %v", dir, err)
+			}
+		}
 	})
 	return rt
 }
@@ -393,4 +396,23 @@ func (noRuntime) Attach(context.Context, string, runtime.AttachConfig) error {
 }
 func (noRuntime) Wait(context.Context, string) (*runtime.State, error) {
 	return nil, runtime.ErrNotFound
+}
+
+// cgroupDirs returns path in every cgroup hierarchy mounted here.
+func cgroupDirs(t testing.TB, path string) []string {
+	if cgroups.IsCgroup2UnifiedMode() {
+		return []string{filepath.Join("/sys/fs/cgroup", path)}
+	}
+	ms, err := cgroups.GetCgroupMounts(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range ms {
+		out = append(out, filepath.Join(m.Mountpoint, path))
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/unified"); err == nil {
+		out = append(out, filepath.Join("/sys/fs/cgroup/unified", path))
+	}
+	return out
 }

@@ -1,0 +1,87 @@
+package kubeletserver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/remotecommand"
+	utilexec "k8s.io/client-go/util/exec"
+)
+
+type fixedSize struct{ sent bool }
+
+func (f *fixedSize) Next() *remotecommand.TerminalSize {
+	if f.sent {
+		time.Sleep(time.Hour) // no more resizes; the stream ends first
+		return nil
+	}
+	f.sent = true
+	return &remotecommand.TerminalSize{Width: 100, Height: 30}
+}
+
+// The runtime starts an exec's terminal at 80x24 and applies the client's
+// first size once the process runs, so the command here waits a moment
+// before looking (see the report: an initial size in runtime.ExecConfig
+// would close that window).
+
+// TestExecProtocols runs exec through the API server with client-go's
+// executors (SPDY as kubectl < 1.30, WebSocket v5 as kubectl ≥ 1.30): a TTY
+// gets the client's terminal size, exit codes come back, stdin's end is
+// seen by the command.
+func TestExecProtocols(t *testing.T) {
+	requireRoot(t)
+	c := startCluster(t)
+	for _, proto := range []string{"spdy", "websocket"} {
+		t.Run(proto, func(t *testing.T) {
+			run := func(opts *corev1.PodExecOptions, stdin string, size remotecommand.TerminalSizeQueue) (string, string, error) {
+				t.Helper()
+				req := c.client.CoreV1().RESTClient().Post().Resource("pods").Namespace("default").Name("web").
+					SubResource("exec").VersionedParams(opts, scheme.ParameterCodec)
+				method := "POST"
+				var ex remotecommand.Executor
+				var err error
+				if proto == "spdy" {
+					ex, err = remotecommand.NewSPDYExecutor(c.cfg, method, req.URL())
+				} else {
+					ex, err = remotecommand.NewWebSocketExecutor(c.cfg, "GET", req.URL().String())
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				var out, errb bytes.Buffer
+				so := remotecommand.StreamOptions{Stdout: &out, Tty: opts.TTY, TerminalSizeQueue: size}
+				if opts.Stderr {
+					so.Stderr = &errb
+				}
+				if opts.Stdin {
+					so.Stdin = strings.NewReader(stdin)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				err = ex.StreamWithContext(ctx, so)
+				return out.String(), errb.String(), err
+			}
+			out, _, err := run(&corev1.PodExecOptions{Container: "web", Command: []string{"sh", "-c", "sleep 0.5; stty size; test -t 0 && echo tty"},
+				Stdin: true, Stdout: true, TTY: true}, "", &fixedSize{})
+			if err != nil || strings.ReplaceAll(out, "\r", "") != "30 100\ntty\n" {
+				t.Errorf("tty: %q %v", out, err)
+			}
+			_, _, err = run(&corev1.PodExecOptions{Container: "web", Command: []string{"sh", "-c", "exit 42"}, Stdout: true, Stderr: true}, "", nil)
+			var ce utilexec.CodeExitError
+			if !errors.As(err, &ce) || ce.Code != 42 {
+				t.Errorf("exit 42: %v", err)
+			}
+			out, errs, err := run(&corev1.PodExecOptions{Container: "web", Command: []string{"sh", "-c", "wc -l; echo e >&2"},
+				Stdin: true, Stdout: true, Stderr: true}, "a\nb\nc\n", nil)
+			if err != nil || strings.TrimSpace(out) != "3" || errs != "e\n" {
+				t.Errorf("stdin: %q %q %v", out, errs, err)
+			}
+		})
+	}
+}
