@@ -35,7 +35,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/skiff-dev/skiff/internal/agent/podconfig"
 )
+
+var _ podconfig.TokenFunc = (*Manager)(nil).Get
 
 const (
 	maxTTL    = 24 * time.Hour
