@@ -138,7 +138,8 @@ func startCluster(t *testing.T) *testCluster {
 		"sh", "-c", "echo hello from web; echo warning from web >&2; exec httpd -f -p 8080 -h /www")
 	ticker := runContainer(t, rt, pods, sb, "default", "web", "ticker", false, false,
 		"sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done")
-	createPod(t, client, "web", "n1", map[string]string{"web": web.id, "ticker": ticker.id}, nil)
+	shell := runContainer(t, rt, pods, sb, "default", "web", "shell", true, true, "sh")
+	createPod(t, client, "web", "n1", map[string]string{"web": web.id, "ticker": ticker.id, "shell": shell.id}, nil)
 	createPod(t, client, "pending", "n1", map[string]string{"c": ""}, &corev1.ContainerStateWaiting{Reason: "ContainerCreating"})
 
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
@@ -208,7 +209,7 @@ func TestKubectl(t *testing.T) {
 			}
 			expect([]string{"logs", "web", "-c", "web", "--since=1h"}, "", "hello from web", "", 0)
 			// kubectl picks the first container itself (and says so).
-			expect([]string{"logs", "web"}, "", "hello from web", `Defaulted container "web" out of: web, ticker`, 0)
+			expect([]string{"logs", "web"}, "", "hello from web", `Defaulted container "web" out of: web, ticker, shell`, 0)
 			expect([]string{"logs", "pending"}, "", "", `container "c" in pod "pending" is waiting to start: ContainerCreating`, 1)
 			expect([]string{"logs", "web", "-c", "web", "--previous"}, "", "", `previous terminated container "web" in pod "web" not found`, 1)
 			expect([]string{"logs", "nope"}, "", "", `pods "nope" not found`, 1)
@@ -240,7 +241,7 @@ func createPod(t *testing.T, client kubernetes.Interface, name, node string, con
 	ctx := context.Background()
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}, Spec: corev1.PodSpec{NodeName: node}}
 	var names []string
-	for _, n := range []string{"web", "ticker", "c"} {
+	for _, n := range []string{"web", "ticker", "shell", "c"} {
 		if _, ok := containers[n]; ok {
 			names = append(names, n)
 			pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: n, Image: "busybox"})

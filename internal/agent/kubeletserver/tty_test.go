@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -84,4 +87,64 @@ func TestExecProtocols(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAttachTTY attaches to a container running a shell on a terminal:
+// what is typed runs, its output comes back.
+func TestAttachTTY(t *testing.T) {
+	requireRoot(t)
+	c := startCluster(t)
+	for _, proto := range []string{"spdy", "websocket"} {
+		t.Run(proto, func(t *testing.T) {
+			req := c.client.CoreV1().RESTClient().Post().Resource("pods").Namespace("default").Name("web").
+				SubResource("attach").VersionedParams(&corev1.PodAttachOptions{Container: "shell", Stdin: true, Stdout: true, TTY: true}, scheme.ParameterCodec)
+			var ex remotecommand.Executor
+			var err error
+			if proto == "spdy" {
+				ex, err = remotecommand.NewSPDYExecutor(c.cfg, "POST", req.URL())
+			} else {
+				ex, err = remotecommand.NewWebSocketExecutor(c.cfg, "GET", req.URL().String())
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			pr, pw := io.Pipe()
+			out := &syncBuffer{}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			done := make(chan error, 1)
+			go func() {
+				done <- ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: pr, Stdout: out, Tty: true})
+			}()
+			marker := "attached-" + proto
+			deadline := time.Now().Add(20 * time.Second)
+			for !strings.Contains(out.String(), marker+"-ok") {
+				if time.Now().After(deadline) {
+					t.Fatalf("no answer through attach; output %q", out.String())
+				}
+				_, _ = fmt.Fprintf(pw, "echo %s-$((1))k | sed s/1k/ok/\n", marker)
+				time.Sleep(300 * time.Millisecond)
+			}
+			cancel()
+			pw.Close()
+			<-done
+		})
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
