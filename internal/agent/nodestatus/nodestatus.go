@@ -395,12 +395,17 @@ func (a *agent) register(ctx context.Context) error {
 		a.recordEvents(events)
 		return nil
 	}
-	if !apierrors.IsAlreadyExists(err) {
+	// As the kubelet, Forbidden too may mean the node exists (a node
+	// authorizer may let it read and update its Node but not create it).
+	if !apierrors.IsAlreadyExists(err) && !apierrors.IsForbidden(err) {
 		return err
 	}
-	existing, err := nodes.Get(ctx, a.cfg.NodeName, metav1.GetOptions{})
-	if err != nil {
-		return err
+	existing, gerr := nodes.Get(ctx, a.cfg.NodeName, metav1.GetOptions{})
+	if gerr != nil {
+		if apierrors.IsForbidden(err) {
+			return err
+		}
+		return gerr
 	}
 	if patch := labelPatch(existing.Labels, a.wantLabels()); patch != nil {
 		if _, err := nodes.Patch(ctx, a.cfg.NodeName, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
