@@ -22,7 +22,7 @@ var ErrBadToken = errors.New("invalid token format")
 // Token is a parsed join token.
 type Token struct {
 	CAHash string // hex sha256 of the CA certificate PEM; empty for a bare secret
-	User   string // "server" for server tokens
+	User   string // "server" for server tokens; "" for bootstrap tokens (<id>.<secret>)
 	Secret string
 }
 
@@ -41,14 +41,18 @@ func CAHash(caPEM []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// String renders the full token.
+// String renders the full token: K10<hash>::<user>:<secret>, or
+// K10<hash>::<id>.<secret> for a bootstrap token (as k3s prints them).
 func (t Token) String() string {
 	user := t.User
-	if user == "" {
-		user = "server"
-	}
 	if t.CAHash == "" {
 		return t.Secret
+	}
+	if user == "" {
+		if _, _, ok := ParseBootstrapToken(t.Secret); ok {
+			return fmt.Sprintf("%s%s::%s", tokenPrefix, t.CAHash, t.Secret)
+		}
+		user = "server"
 	}
 	return fmt.Sprintf("%s%s::%s:%s", tokenPrefix, t.CAHash, user, t.Secret)
 }
@@ -63,7 +67,7 @@ func ParseToken(s string) (Token, error) {
 		if strings.ContainsAny(s, " \t\n:") {
 			return Token{}, ErrBadToken
 		}
-		return Token{User: "server", Secret: s}, nil
+		return Token{User: defaultUser(s), Secret: s}, nil
 	}
 	hash, cred, ok := strings.Cut(strings.TrimPrefix(s, tokenPrefix), "::")
 	if !ok || len(hash) != 64 {
@@ -74,9 +78,9 @@ func ParseToken(s string) (Token, error) {
 	}
 	user, secret, ok := strings.Cut(cred, ":")
 	if !ok {
-		user, secret = "server", cred
+		user, secret = defaultUser(cred), cred
 	}
-	if secret == "" || user == "" {
+	if secret == "" || (user == "" && ok) {
 		return Token{}, ErrBadToken
 	}
 	return Token{CAHash: hash, User: user, Secret: secret}, nil
@@ -88,4 +92,13 @@ func (t Token) MatchesCA(caPEM []byte) bool {
 		return true
 	}
 	return subtle.ConstantTimeCompare([]byte(t.CAHash), []byte(CAHash(caPEM))) == 1
+}
+
+// defaultUser is the user of a token that names none: "server", or none
+// for a bootstrap token.
+func defaultUser(secret string) string {
+	if _, _, ok := ParseBootstrapToken(secret); ok {
+		return ""
+	}
+	return "server"
 }
