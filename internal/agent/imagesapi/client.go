@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/skiff-dev/skiff/internal/image"
 )
@@ -221,7 +222,9 @@ type ConnectOptions struct {
 // holds it but no agent answers).
 func Connect(ctx context.Context, dataDir string, opts ConnectOptions) (Images, error) {
 	c := NewClient(SocketPath(dataDir))
-	err := c.Ping(ctx)
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second) // an agent that accepts but hangs
+	err := c.Ping(pctx)
+	cancel()
 	if err == nil {
 		return c, nil
 	}

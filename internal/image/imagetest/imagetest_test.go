@@ -164,3 +164,20 @@ func TestRegistryBasicAuth(t *testing.T) {
 func execCommand(name string, args ...string) ([]byte, error) {
 	return exec.Command(name, args...).CombinedOutput()
 }
+
+// TestNotInTheBinary: only tests may import this package (it links the
+// registry from go-containerregistry's tests).
+func TestNotInTheBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list")
+	}
+	out, err := exec.Command("go", "list", "-e", "-deps", "github.com/skiff-dev/skiff").Output()
+	if err != nil {
+		t.Skipf("go list: %v", err)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if p == "github.com/skiff-dev/skiff/internal/image/imagetest" || p == "github.com/google/go-containerregistry/pkg/registry" {
+			t.Errorf("the skiff binary links %s", p)
+		}
+	}
+}
