@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -179,5 +180,23 @@ func TestNotInTheBinary(t *testing.T) {
 		if p == "github.com/skiff-dev/skiff/internal/image/imagetest" || p == "github.com/google/go-containerregistry/pkg/registry" {
 			t.Errorf("the skiff binary links %s", p)
 		}
+	}
+}
+
+// TestBusyboxRuns: the image's rootfs works as a container's (shell,
+// applets, users from /etc/passwd and /etc/group).
+func TestBusyboxRuns(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("chroot needs root")
+	}
+	dir := t.TempDir()
+	cmd := exec.Command("tar", "-C", dir, "-xf", "-")
+	cmd.Stdin = mutate.Extract(Busybox(t))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v %s", err, out)
+	}
+	out, err := exec.Command("chroot", dir, "/bin/sh", "-c", "id -un; su -s /bin/sh nobody -c 'id -un; id -gn'; touch /tmp/x && echo ok").CombinedOutput()
+	if err != nil || string(out) != "root\nnobody\nnobody\nok\n" {
+		t.Errorf("chroot: %v %q", err, out)
 	}
 }
