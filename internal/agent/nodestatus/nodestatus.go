@@ -100,7 +100,8 @@ type Config struct {
 	// NodeIP is the InternalIP address; nil: DefaultNodeIP().
 	NodeIP net.IP
 	// Hostname is the Hostname address and kubernetes.io/hostname label;
-	// default os.Hostname(), lowercased.
+	// default NodeName (as k3s, whose --node-name is the kubelet's
+	// --hostname-override), else os.Hostname(); lowercased.
 	Hostname string
 	// Labels are added to the default ones (--node-labels).
 	Labels map[string]string
@@ -154,6 +155,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.KubeletVersion == "" || c.RuntimeVersion == "" {
 		return errors.New("nodestatus: kubelet and runtime versions are required")
+	}
+	if c.Hostname == "" {
+		c.Hostname = c.NodeName // k3s passes --node-name as the kubelet's --hostname-override
 	}
 	if c.Hostname == "" {
 		h, err := os.Hostname()
