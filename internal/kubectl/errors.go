@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/clientcmd"
+	utilexec "k8s.io/utils/exec"
 )
 
 // errPrinted is returned by commands that already reported on stderr.
@@ -23,6 +24,14 @@ var errPrinted = errors.New("error already printed")
 func fail(w io.Writer, err error) error {
 	if errors.Is(err, errPrinted) {
 		return &ExitError{Code: 1}
+	}
+	// A remote command's exit status (exec) becomes kubectl's, with the
+	// message as is, like cmdutil.CheckErr's uexec.ExitError case.
+	var exitErr utilexec.ExitError
+	if errors.As(err, &exitErr) && exitErr.Exited() {
+		msg := err.Error() + "\n"
+		io.WriteString(w, msg)
+		return &ExitError{Code: exitErr.ExitStatus(), Message: msg}
 	}
 	msg := errorMessage(err)
 	if msg != "" && !strings.HasSuffix(msg, "\n") {

@@ -1,12 +1,33 @@
 // Package kubectl is skiff's embedded Kubernetes client, `skiff kubectl`.
 //
 // It implements the everyday subset of kubectl (get, apply, create, delete,
-// label, annotate, api-resources, describe, scale, rollout) on client-go's
-// REST, typed and discovery clients rather than on k8s.io/kubectl and
-// k8s.io/cli-runtime, which would make the binary several times larger.
-// Output follows upstream kubectl 1.32 byte for byte where the tests can
-// check it: the table printer, the name printer, YAML/JSON printing,
-// describe's sections and event tables, rollout messages and the errors.
+// label, annotate, api-resources, describe, scale, rollout, logs, exec,
+// attach, port-forward) on client-go's REST, typed and discovery clients
+// rather than on k8s.io/kubectl and k8s.io/cli-runtime, which would make
+// the binary several times larger. Output follows upstream kubectl 1.32
+// byte for byte where the tests can check it: the table printer, the name
+// printer, YAML/JSON printing, describe's sections and event tables,
+// rollout messages and the errors.
+//
+// The streaming verbs use client-go's tools/remotecommand (exec, attach:
+// WebSocket v5.channel.k8s.io first, SPDY when the upgrade fails, as
+// kubectl ≥ 1.30; KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false forces SPDY) and
+// tools/portforward (SPDY tunnelled over WebSocket first, plain SPDY as
+// fallback; KUBECTL_PORT_FORWARD_WEBSOCKETS=false). With -t and a terminal
+// on stdin the terminal is put in raw mode (golang.org/x/term) and its size
+// is sent at the start and on every SIGWINCH. A remote command's non-zero
+// exit status becomes Run's *ExitError Code, after "command terminated with
+// exit code N" on stderr. A TYPE/NAME argument selects a pod as kubectl
+// does: the most active pod for exec, attach and port-forward, the best
+// pod to read for logs ("Found N pods, using pod/…"); the container
+// defaults to the kubectl.kubernetes.io/default-container annotation, else
+// the first, with kubectl's "Defaulted container" notice.
+//
+// Known differences: logs --all-containers and --all-pods read containers
+// and pods in spec/list order where kubectl follows Go map order; `exec`
+// ends with "error: context canceled" when Run's context is cancelled
+// (the skiff CLI cancels it on SIGINT/SIGTERM) where kubectl dies of the
+// signal; attach has no --detach-keys (not in kubectl 1.32 either).
 package kubectl
 
 import (
