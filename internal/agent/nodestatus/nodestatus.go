@@ -5,10 +5,10 @@
 //
 // Run does three things:
 //
-//   - Registration: it creates the Node with its labels (kubernetes.io/
-//     hostname, os, arch and their beta twins, node.kubernetes.io/
-//     instance-type=skiff, plus Config.Labels), the register-with-taints
-//     and a full status. When a Node of that name exists (a restarted
+//   - Registration: it creates the Node with its labels
+//     (kubernetes.io/hostname, kubernetes.io/os, kubernetes.io/arch and
+//     their beta twins, node.kubernetes.io/instance-type=skiff, plus
+//     Config.Labels), the register-with-taints and a full status. When a Node of that name exists (a restarted
 //     agent, or a node the lifecycle controller marked Unknown), it is
 //     adopted: the default labels and Config.Labels are patched in (other
 //     labels stay) and the status is reported at once. The spec — podCIDR
@@ -95,7 +95,8 @@ const (
 type Config struct {
 	// Client talks to the API server with the node's own credentials.
 	Client kubernetes.Interface
-	// NodeName is the Node's name; default Hostname.
+	// NodeName is the Node's name; default the host's name
+	// (os.Hostname, lowercased).
 	NodeName string
 	// NodeIP is the InternalIP address; nil: DefaultNodeIP().
 	NodeIP net.IP
