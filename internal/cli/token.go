@@ -171,7 +171,9 @@ func createToken(ctx context.Context, client kubernetes.Interface, tok pki.Boots
 	return pki.Token{CAHash: pki.CAHash(caPEM), Secret: tok.String()}.String(), nil
 }
 
-// listTokens prints kubeadm's `token list` table.
+// listTokens prints kubeadm's `token list` table, the way kubeadm does:
+// one tabwriter per token (the header goes with the first), columns kept
+// aligned by fixed widths, nothing at all when there is no token.
 func listTokens(ctx context.Context, client kubernetes.Interface, out, errOut io.Writer, now time.Time) error {
 	list, err := client.CoreV1().Secrets(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{
 		FieldSelector: fields.OneTermEqualSelector("type", string(corev1.SecretTypeBootstrapToken)).String(),
@@ -179,20 +181,27 @@ func listTokens(ctx context.Context, client kubernetes.Interface, out, errOut io
 	if err != nil {
 		return fmt.Errorf("failed to list bootstrap tokens: %w", err)
 	}
-	w := tabwriter.NewWriter(out, 10, 4, 3, ' ', 0)
-	fmt.Fprintln(w, "TOKEN\tTTL\tEXPIRES\tUSAGES\tDESCRIPTION\tEXTRA GROUPS")
+	header := false
 	for i := range list.Items {
 		t, err := pki.BootstrapTokenFromSecret(&list.Items[i])
 		if err != nil {
 			fmt.Fprintln(errOut, err)
 			continue
 		}
-		fmt.Fprintln(w, tokenRow(t, now))
+		w := tabwriter.NewWriter(out, 10, 4, 3, ' ', 0)
+		if !header {
+			fmt.Fprintln(w, "TOKEN\tTTL\tEXPIRES\tUSAGES\tDESCRIPTION\tEXTRA GROUPS")
+			header = true
+		}
+		fmt.Fprint(w, tokenRow(t, now))
+		if err := w.Flush(); err != nil {
+			return err
+		}
 	}
-	return w.Flush()
+	return nil
 }
 
-// tokenRow is kubeadm's humanReadableBootstrapToken.
+// tokenRow is kubeadm's formatBootstrapToken.
 func tokenRow(t pki.BootstrapToken, now time.Time) string {
 	orNone := func(s string) string {
 		if s == "" {
@@ -205,6 +214,6 @@ func tokenRow(t pki.BootstrapToken, now time.Time) string {
 		ttl = duration.ShortHumanDuration(t.Expires.Sub(now))
 		expires = t.Expires.Format(time.RFC3339)
 	}
-	return strings.Join([]string{t.String(), ttl, expires, orNone(strings.Join(t.Usages, ",")),
-		orNone(t.Description), orNone(strings.Join(t.Groups, ","))}, "\t")
+	return fmt.Sprintf("%s\t%-9s\t%s\t%-22s\t%-56s\t%s\n", t.String(), ttl, expires,
+		orNone(strings.Join(t.Usages, ",")), orNone(t.Description), orNone(strings.Join(t.Groups, ",")))
 }
