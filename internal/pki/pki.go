@@ -1,6 +1,8 @@
 // Package pki owns skiff's certificates and credentials: the cluster CA, the
 // API server's serving certificate, the admin client certificate, the admin
-// kubeconfig and the join token that pins the CA.
+// kubeconfig, the join token that pins the CA, kubeadm-format bootstrap
+// tokens (bootstraptoken.go) and the checked signing of node certificates
+// for agents that join (node.go: the wire format of the join endpoint).
 //
 // Files under DATA/server/tls (created on first start, reused after):
 //
