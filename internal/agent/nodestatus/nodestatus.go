@@ -124,9 +124,9 @@ type Config struct {
 	RuntimeVersion, KubeletVersion string
 	// MaxPods is the pods capacity; default 110.
 	MaxPods int64
-	// Images lists the node's images for status.images (optional); the
-	// first 50 are reported, with at most 5 names each, so order them by
-	// size, largest first, as the kubelet.
+	// Images lists the node's images for status.images (optional): names
+	// are the repo digests then the repo tags, as the kubelet. The 50
+	// largest are reported, with at most 5 names each.
 	Images func() []corev1.ContainerImage
 	// RuntimeReady and NetworkReady (optional) make the node Ready=False
 	// "KubeletNotReady" with their error as the message while they fail

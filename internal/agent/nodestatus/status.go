@@ -110,8 +110,24 @@ func setCapacity(status *corev1.NodeStatus, capacity, reservation corev1.Resourc
 	}
 }
 
-// limitImages keeps the first 50 images with at most 5 names each.
+// limitImages orders images largest first (the kubelet's ByImageSize) and
+// keeps the first 50, with at most 5 names each.
 func limitImages(images []corev1.ContainerImage) []corev1.ContainerImage {
+	images = append([]corev1.ContainerImage(nil), images...)
+	// Ties by first name, so that a source listing in random order does
+	// not make the status look changed.
+	first := func(img corev1.ContainerImage) string {
+		if len(img.Names) == 0 {
+			return ""
+		}
+		return img.Names[0]
+	}
+	sort.SliceStable(images, func(i, j int) bool {
+		if images[i].SizeBytes != images[j].SizeBytes {
+			return images[i].SizeBytes > images[j].SizeBytes
+		}
+		return first(images[i]) < first(images[j])
+	})
 	if len(images) > maxImages {
 		images = images[:maxImages]
 	}

@@ -142,9 +142,14 @@ func TestLimitImages(t *testing.T) {
 	for range 60 {
 		imgs = append(imgs, corev1.ContainerImage{Names: []string{"a", "b", "c", "d", "e", "f", "g"}, SizeBytes: 1})
 	}
+	imgs[59].SizeBytes = 100
+	imgs[58].SizeBytes = 50
 	got := limitImages(imgs)
 	if len(got) != 50 || len(got[0].Names) != 5 || len(imgs[0].Names) != 7 {
 		t.Fatalf("limitImages: %d images, %d names (input %d names)", len(got), len(got[0].Names), len(imgs[0].Names))
+	}
+	if got[0].SizeBytes != 100 || got[1].SizeBytes != 50 || got[2].SizeBytes != 1 || imgs[59].SizeBytes != 100 {
+		t.Fatalf("not largest first, or the input was reordered: %d %d %d", got[0].SizeBytes, got[1].SizeBytes, got[2].SizeBytes)
 	}
 }
 
