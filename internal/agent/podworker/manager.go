@@ -282,6 +282,12 @@ func (m *Manager) podChanged(pod *corev1.Pod) {
 		m.wg.Add(1)
 		go func() { defer m.wg.Done(); w.run(m.ctx) }()
 	}
+	if w.ownEcho(pod) {
+		w.mu.Lock()
+		w.pod = pod
+		w.mu.Unlock()
+		return // our own status patch coming back: nothing to do
+	}
 	w.update(pod)
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"sync"
 	"time"
@@ -88,8 +89,9 @@ type podWorker struct {
 	name string
 	kick chan struct{}
 
-	mu      sync.Mutex // guards pod, gone, ctrs (read by the kubelet server)
-	pod     *corev1.Pod
+	mu        sync.Mutex // guards pod, gone, ctrs (read by the kubelet server), patchedRV
+	pod       *corev1.Pod
+	patchedRV string // resourceVersion our last status patch produced
 	gone    bool
 	ctrs    map[string]*ctr
 	sandbox *runtime.Sandbox
@@ -128,6 +130,17 @@ func (w *podWorker) update(pod *corev1.Pod) {
 	w.pod = pod
 	w.mu.Unlock()
 	w.poke()
+}
+
+// ownEcho reports whether pod is the worker's own status patch coming back
+// through the informer, with nothing else changed.
+func (w *podWorker) ownEcho(pod *corev1.Pod) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	old := w.pod
+	return old != nil && w.patchedRV != "" && pod.ResourceVersion == w.patchedRV &&
+		old.Generation == pod.Generation && old.DeletionTimestamp.Equal(pod.DeletionTimestamp) &&
+		maps.Equal(old.Labels, pod.Labels) && maps.Equal(old.Annotations, pod.Annotations)
 }
 
 func (w *podWorker) markGone() {
@@ -485,6 +498,9 @@ func (w *podWorker) report(ctx context.Context, pod *corev1.Pod, forceTerminal b
 		return &st
 	}
 	w.apiPod = updated
+	w.mu.Lock()
+	w.patchedRV = updated.ResourceVersion
+	w.mu.Unlock()
 	return &st
 }
 
