@@ -273,6 +273,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			user, verbOf(r.Method), subresourceOf(segs[0])))
 		return
 	}
+	if segs[0] == "exec" || segs[0] == "attach" || segs[0] == "portForward" {
+		var cancel context.CancelFunc
+		w, r, cancel = withDisconnect(w, r)
+		defer cancel()
+	}
 	switch {
 	case len(segs) == 1 && segs[0] == "healthz":
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -80,6 +80,29 @@ func TestExecProtocols(t *testing.T) {
 			if !errors.As(err, &ce) || ce.Code != 42 {
 				t.Errorf("exit 42: %v", err)
 			}
+			// A client that goes away ends its command.
+			marker := fmt.Sprintf("sleep %d", 1000+len(proto))
+			ctx, cancel := context.WithCancel(context.Background())
+			req := c.client.CoreV1().RESTClient().Post().Resource("pods").Namespace("default").Name("web").SubResource("exec").
+				VersionedParams(&corev1.PodExecOptions{Container: "web", Command: []string{"sh", "-c", "echo started; exec " + marker}, Stdout: true}, scheme.ParameterCodec)
+			var ex remotecommand.Executor
+			if proto == "spdy" {
+				ex, err = remotecommand.NewSPDYExecutor(c.cfg, "POST", req.URL())
+			} else {
+				ex, err = remotecommand.NewWebSocketExecutor(c.cfg, "GET", req.URL().String())
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			started := &syncBuffer{}
+			go func() { _ = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: started}) }()
+			waitFor(t, "the command to start", func() bool { return strings.Contains(started.String(), "started") })
+			cancel()
+			waitFor(t, "the command to end", func() bool {
+				out, _, _ := run(&corev1.PodExecOptions{Container: "web", Command: []string{"ps", "-o", "args"}, Stdout: true}, "", nil)
+				return out != "" && !strings.Contains(out, marker)
+			})
+
 			out, errs, err := run(&corev1.PodExecOptions{Container: "web", Command: []string{"sh", "-c", "wc -l; echo e >&2"},
 				Stdin: true, Stdout: true, Stderr: true}, "a\nb\nc\n", nil)
 			if err != nil || strings.TrimSpace(out) != "3" || errs != "e\n" {
@@ -147,4 +170,15 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
