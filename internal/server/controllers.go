@@ -24,6 +24,7 @@ import (
 	"github.com/skiff-dev/skiff/internal/controller/replicaset"
 	"github.com/skiff-dev/skiff/internal/controller/serviceaccount"
 	"github.com/skiff-dev/skiff/internal/controller/tainteviction"
+	"github.com/skiff-dev/skiff/internal/controller/tokencleaner"
 	"github.com/skiff-dev/skiff/internal/pki"
 	"github.com/skiff-dev/skiff/internal/scheduler"
 )
@@ -156,6 +157,10 @@ func (s *Server) controllers(cc controller.Context, ca *pki.CA) ([]component, er
 	}
 	ttl, err := eventttl.New(cc, eventttl.Options{TTL: s.cfg.EventTTL})
 	if err := add("event-ttl", 1, ttl, err); err != nil {
+		return nil, err
+	}
+	tc, err := tokencleaner.New(cc, tokencleaner.Options{})
+	if err := add("token-cleaner", 1, tc, err); err != nil {
 		return nil, err
 	}
 	return comps, nil
