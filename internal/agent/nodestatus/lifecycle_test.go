@@ -106,3 +106,37 @@ func TestRunWithNodeLifecycle(t *testing.T) {
 		return ready == corev1.ConditionTrue && lifecycleTaints(taints) == 0
 	})
 }
+
+// TestRunIdleDoesNotPatch runs the agent on the real host and clock: once
+// registered, status updates read the node but write nothing while the
+// host does not change (StatusReportFrequency is the default 5m).
+func TestRunIdleDoesNotPatch(t *testing.T) {
+	api := controllertest.Start(t)
+	client, reqs := counted(t, api)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{
+			Client: client, NodeName: nodeName, NodeIP: net.ParseIP("10.0.0.1"), DataDir: t.TempDir(),
+			RuntimeVersion: "runc://1.4.4", KubeletVersion: "v1.32.0",
+			RenewInterval: 50 * time.Millisecond, StatusUpdateFrequency: 50 * time.Millisecond,
+			Logger: slog.New(slog.DiscardHandler),
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	})
+	waitFor(t, "10 status updates", func() bool { return reqs.get("GET "+nodePath) >= 10 })
+	if n := reqs.get("POST /api/v1/nodes"); n != 1 {
+		t.Errorf("%d node creations", n)
+	}
+	if n := reqs.get(patchReq); n != 0 {
+		t.Errorf("%d status patches while idle", n)
+	}
+	if n := reqs.get("PUT " + leasePath); n == 0 {
+		t.Errorf("no lease renewals")
+	}
+}
