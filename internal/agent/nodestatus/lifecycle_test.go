@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
 
 	"github.com/skiff-dev/skiff/internal/controller/controllertest"
 	"github.com/skiff-dev/skiff/internal/controller/nodelifecycle"
@@ -113,6 +114,7 @@ func TestRunWithNodeLifecycle(t *testing.T) {
 func TestRunIdleDoesNotPatch(t *testing.T) {
 	api := controllertest.Start(t)
 	client, reqs := counted(t, api)
+	rec := record.NewFakeRecorder(100)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -120,7 +122,7 @@ func TestRunIdleDoesNotPatch(t *testing.T) {
 			Client: client, NodeName: nodeName, NodeIP: net.ParseIP("10.0.0.1"), DataDir: t.TempDir(),
 			RuntimeVersion: "runc://1.4.4", KubeletVersion: "v1.32.0",
 			RenewInterval: 50 * time.Millisecond, StatusUpdateFrequency: 50 * time.Millisecond,
-			Logger: slog.New(slog.DiscardHandler),
+			Recorder: rec, Logger: slog.New(slog.DiscardHandler),
 		})
 	}()
 	t.Cleanup(func() {
@@ -138,5 +140,8 @@ func TestRunIdleDoesNotPatch(t *testing.T) {
 	}
 	if n := reqs.get("PUT " + leasePath); n == 0 {
 		t.Errorf("no lease renewals")
+	}
+	if e := <-rec.Events; e != "Normal Starting Starting kubelet." {
+		t.Errorf("first event %q", e)
 	}
 }
