@@ -19,11 +19,18 @@ import (
 // errPrinted is returned by commands that already reported on stderr.
 var errPrinted = errors.New("error already printed")
 
+// errInterrupted ends a streaming command whose context was cancelled,
+// silently and with the shell's exit status for SIGINT.
+var errInterrupted = errors.New("interrupted")
+
 // fail prints err the way kubectl's cmdutil.CheckErr does and returns the
 // *ExitError that Run hands back.
 func fail(w io.Writer, err error) error {
 	if errors.Is(err, errPrinted) {
 		return &ExitError{Code: 1}
+	}
+	if errors.Is(err, errInterrupted) {
+		return &ExitError{Code: 130}
 	}
 	// A remote command's exit status (exec) becomes kubectl's, with the
 	// message as is, like cmdutil.CheckErr's uexec.ExitError case.

@@ -414,5 +414,11 @@ func (e *env) stream(u *url.URL, s *streams, sizes remotecommand.TerminalSizeQue
 	if s.in != nil {
 		opts.Stdin = s.in
 	}
-	return exec.StreamWithContext(e.ctx, opts)
+	err = exec.StreamWithContext(e.ctx, opts)
+	if err != nil && e.ctx.Err() != nil {
+		// Interrupted (the skiff CLI cancels on SIGINT/SIGTERM): end
+		// quietly like kubectl killed by the signal.
+		return errInterrupted
+	}
+	return err
 }

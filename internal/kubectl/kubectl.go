@@ -23,11 +23,11 @@
 // defaults to the kubectl.kubernetes.io/default-container annotation, else
 // the first, with kubectl's "Defaulted container" notice.
 //
-// Known differences: logs --all-containers and --all-pods read containers
-// and pods in spec/list order where kubectl follows Go map order; `exec`
-// ends with "error: context canceled" when Run's context is cancelled
-// (the skiff CLI cancels it on SIGINT/SIGTERM) where kubectl dies of the
-// signal; attach has no --detach-keys (not in kubectl 1.32 either).
+// Known differences: logs --all-containers, --all-pods and -l read
+// containers and pods in spec/list order where kubectl follows Go map
+// order; exec and attach end silently with code 130 when Run's context is
+// cancelled (the skiff CLI cancels it on SIGINT/SIGTERM) where kubectl dies
+// of the signal.
 package kubectl
 
 import (

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -347,5 +348,29 @@ func TestAttachTTY(t *testing.T) {
 	up, upErr := run(true)
 	if up != ours || upErr != ourErr {
 		t.Errorf("attach -it differs:\n kubectl %q %q\n ours    %q %q", up, upErr, ours, ourErr)
+	}
+}
+
+// TestExecInterrupted cancels Run's context during a session: it ends
+// without a message and with the exit status of SIGINT.
+func TestExecInterrupted(t *testing.T) {
+	f := newStreamFake(t)
+	streamFixture(t, f)
+	kc := f.kubeconfig(t)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut lockedBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, []string{"--kubeconfig", kc, "exec", "-i", "one", "--", "cat"}, pr, &out, &errOut)
+	}()
+	io.WriteString(pw, "x\n")
+	waitFor(t, func() bool { return out.String() == "x\n" })
+	cancel()
+	err := <-done
+	var ee *ExitError
+	if !errors.As(err, &ee) || ee.Code != 130 || errOut.String() != "" {
+		t.Errorf("got %v, stderr %q; want exit 130 and no message", err, errOut.String())
 	}
 }

@@ -134,6 +134,7 @@ var streamCases = [][]string{
 	{"logs", "deploy/web"},
 	{"logs", "deployment.apps/web", "--all-pods"},
 	{"logs", "svc/websvc"},
+	{"logs", "rs/nothing"},
 	{"logs", "one", "--tail=1", "--timestamps"},
 	{"logs", "one", "-p"},
 	{"logs", "multi", "-p"},
