@@ -254,47 +254,71 @@ func ptyReader(m *os.File) *lockedBuffer {
 }
 
 // TestExecTTY runs exec -it on a pseudo-terminal: raw mode, the initial
-// size and a resize reach the container, and the terminal is restored.
+// size and a resize reach the container, and the terminal is restored;
+// upstream kubectl shows the same screen.
 func TestExecTTY(t *testing.T) {
 	f := newStreamFake(t)
 	streamFixture(t, f)
 	kc := f.kubeconfig(t)
+	bin := kubectlPath(t)
 	for _, v5 := range []bool{true, false} {
-		f.v5 = v5
-		m, s := openPTY(t, 100, 40)
-		before, err := unix.IoctlGetTermios(int(s.Fd()), unix.TCGETS)
-		if err != nil {
-			t.Fatal(err)
-		}
-		screen := ptyReader(m)
-		var errOut lockedBuffer
-		done := make(chan error, 1)
-		go func() {
-			done <- Run(context.Background(), []string{"--kubeconfig", kc, "exec", "-it", "one", "--", "tty", "2"}, s, s, &errOut)
-		}()
-		waitFor(t, func() bool { return strings.Contains(screen.String(), "size=100x40") })
-		if st, _ := unix.IoctlGetTermios(int(s.Fd()), unix.TCGETS); st.Lflag&unix.ICANON != 0 {
-			t.Errorf("terminal not in raw mode during the session")
-		}
-		setWinsize(t, s, 120, 50)
-		syscall.Kill(os.Getpid(), syscall.SIGWINCH)
-		if err := <-done; err != nil {
-			t.Fatalf("exec -it: %v (%s)", err, errOut.String())
-		}
-		waitFor(t, func() bool { return strings.Contains(screen.String(), "size=120x50") })
-		// Raw mode: no \r added to \n.
-		if got, want := screen.String(), "container=main tty=true\nsize=100x40\nsize=120x50\n"; got != want {
-			t.Errorf("v5=%v: screen %q, want %q", v5, got, want)
-		}
-		if c := f.lastCall(); !c.tty || !c.stdin {
-			t.Errorf("server saw %+v", c)
-		}
-		after, _ := unix.IoctlGetTermios(int(s.Fd()), unix.TCGETS)
-		if *after != *before {
-			t.Errorf("terminal not restored: %+v, was %+v", after, before)
-		}
-		if errOut.String() != "" {
-			t.Errorf("stderr %q", errOut.String())
+		for _, upstream := range []bool{false, true} {
+			if upstream && bin == "" {
+				continue
+			}
+			f.v5 = v5
+			m, s := openPTY(t, 100, 40)
+			before, err := unix.IoctlGetTermios(int(s.Fd()), unix.TCGETS)
+			if err != nil {
+				t.Fatal(err)
+			}
+			screen := ptyReader(m)
+			var errOut lockedBuffer
+			done := make(chan error, 1)
+			winch := func() { syscall.Kill(os.Getpid(), syscall.SIGWINCH) }
+			if upstream {
+				home := t.TempDir()
+				cmd := exec.Command(bin, "--kubeconfig", kc, "--cache-dir", filepath.Join(home, "cache"), "exec", "-it", "one", "--", "tty", "2")
+				cmd.Env = []string{"HOME=" + home, "PATH=/usr/bin:/bin", "KUBECTL_KUBERC=false"}
+				if !v5 {
+					cmd.Env = append(cmd.Env, "KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false")
+				}
+				cmd.Stdin, cmd.Stdout, cmd.Stderr = s, s, &errOut
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				go func() { done <- cmd.Wait() }()
+				winch = func() { cmd.Process.Signal(syscall.SIGWINCH) }
+			} else {
+				go func() {
+					done <- Run(context.Background(), []string{"--kubeconfig", kc, "exec", "-it", "one", "--", "tty", "2"}, s, s, &errOut)
+				}()
+			}
+			waitFor(t, func() bool { return strings.Contains(screen.String(), "size=100x40") })
+			if st, _ := unix.IoctlGetTermios(int(s.Fd()), unix.TCGETS); st.Lflag&unix.ICANON != 0 {
+				t.Errorf("terminal not in raw mode during the session")
+			}
+			setWinsize(t, s, 120, 50)
+			winch()
+			if err := <-done; err != nil {
+				t.Fatalf("exec -it (upstream=%v): %v (%s)", upstream, err, errOut.String())
+			}
+			waitFor(t, func() bool { return strings.Contains(screen.String(), "size=120x50") })
+			// Raw mode: no \r added to \n.
+			if got, want := screen.String(), "container=main tty=true\nsize=100x40\nsize=120x50\n"; got != want {
+				t.Errorf("v5=%v upstream=%v: screen %q, want %q", v5, upstream, got, want)
+			}
+			c := f.lastCall()
+			if !c.tty || !c.stdin || c.transport != map[bool]string{true: "websocket", false: "spdy"}[v5] {
+				t.Errorf("upstream=%v: server saw %+v", upstream, c)
+			}
+			after, _ := unix.IoctlGetTermios(int(s.Fd()), unix.TCGETS)
+			if *after != *before {
+				t.Errorf("upstream=%v: terminal not restored: %+v, was %+v", upstream, after, before)
+			}
+			if e := normalizeStderr(errOut.String()); e != "" {
+				t.Errorf("upstream=%v: stderr %q", upstream, e)
+			}
 		}
 	}
 }
