@@ -22,7 +22,8 @@ import (
 
 // Pods, after pkg/registry/core/pod/strategy.go (Kubernetes 1.33) plus the
 // admission plugins every cluster runs on pod create: ServiceAccount
-// (serviceAccountName "default"), DefaultTolerationSeconds and Priority.
+// (serviceAccountName "default"; with Config.Objects the whole plugin, see
+// pod_serviceaccount.go), DefaultTolerationSeconds and Priority.
 //
 // Generation: like 1.33+, a pod gets metadata.generation 1 on create and
 // +1 on every spec change. (Kubernetes also bumps it when a graceful
