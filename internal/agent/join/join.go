@@ -32,8 +32,8 @@
 // ErrNoCAHash) return at once.
 //
 // Credentials are checked only when Bootstrap runs: renewal while the agent
-// keeps running is the caller's to schedule (call Bootstrap again; it renews
-// once a third of the lifetime is left).
+// keeps running is the caller's to schedule (call Bootstrap again after
+// Credentials.RenewAt; it renews once a third of the lifetime is left).
 package join
 
 import (
@@ -76,6 +76,9 @@ type Options struct {
 type Credentials struct {
 	CAFile, ClientCertFile, ClientKeyFile, ServingCertFile, ServingKeyFile, KubeconfigFile string
 	CAPEM                                                                                  []byte
+	// RenewAt is when a third of the shorter certificate lifetime is
+	// left: Bootstrap called after it renews both.
+	RenewAt time.Time
 	// RESTConfig authenticates as system:node:<name> (cert and key in
 	// memory, CA pinned). Set QPS, Burst and UserAgent to taste.
 	RESTConfig *rest.Config
@@ -145,7 +148,7 @@ func Bootstrap(ctx context.Context, o Options) (*Credentials, error) {
 	if len(savedCA) > 0 && tok.MatchesCA(savedCA) {
 		if client, serving, why := loadValid(p, savedCA, o.NodeName, names, time.Now()); why == "" {
 			log.Info("reusing node credentials", "node", o.NodeName, "expires", earlier(client.Cert.NotAfter, serving.Cert.NotAfter))
-			return finish(p, server, savedCA, client)
+			return finish(p, server, savedCA, client, serving)
 		} else {
 			log.Info("renewing node credentials", "node", o.NodeName, "reason", why)
 		}
@@ -228,7 +231,7 @@ func Bootstrap(ctx context.Context, o Options) (*Credentials, error) {
 	}
 	log.Info("joined the cluster", "node", o.NodeName, "server", server, "user", client.Cert.Subject.CommonName,
 		"expires", client.Cert.NotAfter)
-	return finish(p, server, caPEM, client)
+	return finish(p, server, caPEM, client, serving)
 }
 
 func checkOptions(o *Options) (string, error) {
@@ -246,7 +249,7 @@ func checkOptions(o *Options) (string, error) {
 }
 
 // finish writes the kubeconfig (when it differs) and builds Credentials.
-func finish(p files, server string, caPEM []byte, client pki.KeyPair) (*Credentials, error) {
+func finish(p files, server string, caPEM []byte, client, serving pki.KeyPair) (*Credentials, error) {
 	kc, err := pki.Kubeconfig(server, caPEM, client)
 	if err != nil {
 		return nil, err
@@ -259,7 +262,8 @@ func finish(p files, server string, caPEM []byte, client pki.KeyPair) (*Credenti
 	return &Credentials{
 		CAFile: p.ca, ClientCertFile: p.clientCert, ClientKeyFile: p.clientKey,
 		ServingCertFile: p.servingCert, ServingKeyFile: p.servingKey, KubeconfigFile: p.kubeconfig,
-		CAPEM: caPEM,
+		CAPEM:   caPEM,
+		RenewAt: earlier(renewAt(client.Cert), renewAt(serving.Cert)),
 		RESTConfig: &rest.Config{
 			Host: server,
 			TLSClientConfig: rest.TLSClientConfig{
@@ -289,8 +293,7 @@ func loadValid(p files, caPEM []byte, nodeName string, names pki.ServingNames, n
 		if err != nil {
 			return kp, fmt.Errorf("%s: %w", certPath, err)
 		}
-		life, left := kp.Cert.NotAfter.Sub(kp.Cert.NotBefore), kp.Cert.NotAfter.Sub(now)
-		if left <= life/3 {
+		if !now.Before(renewAt(kp.Cert)) {
 			return kp, fmt.Errorf("%s expires at %s, within the last third of its lifetime", certPath, kp.Cert.NotAfter.Format(time.RFC3339))
 		}
 		return kp, nil
@@ -505,6 +508,11 @@ func httpError(what string, code int, body []byte) error {
 	default:
 		return fmt.Errorf("%w: %v", ErrRejected, err)
 	}
+}
+
+// renewAt is when c enters the last third of its lifetime.
+func renewAt(c *x509.Certificate) time.Time {
+	return c.NotAfter.Add(-c.NotAfter.Sub(c.NotBefore) / 3)
 }
 
 func earlier(a, b time.Time) time.Time {

@@ -131,6 +131,9 @@ func TestJoinWithTheServerToken(t *testing.T) {
 	if _, err := tls.LoadX509KeyPair(creds.ServingCertFile, creds.ServingKeyFile); err != nil {
 		t.Error(err)
 	}
+	if want := client.NotAfter.Add(-client.NotAfter.Sub(client.NotBefore) / 3); creds.RenewAt.Sub(want).Abs() > time.Minute {
+		t.Errorf("RenewAt %s, want about %s", creds.RenewAt, want)
+	}
 
 	// The RESTConfig and the kubeconfig reach the API as the node: it is
 	// authenticated (the node list answers) but no admin (pprof is 403).
