@@ -129,6 +129,12 @@ func newEnv(t testing.TB) *env {
 		if t.Failed() {
 			t.Logf("agent logs:\n%s", e.logs)
 		}
+		if f := os.Getenv("PODWORKER_TEST_LOGS"); f != "" { // a file to append the agent's logs to
+			if fh, err := os.OpenFile(f, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err == nil {
+				fh.WriteString(e.logs.String())
+				fh.Close()
+			}
+		}
 	})
 	e.start()
 	return e

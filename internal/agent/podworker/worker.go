@@ -92,9 +92,9 @@ type podWorker struct {
 	mu        sync.Mutex // guards pod, gone, ctrs (read by the kubelet server), patchedRV
 	pod       *corev1.Pod
 	patchedRV string // resourceVersion our last status patch produced
-	gone    bool
-	ctrs    map[string]*ctr
-	sandbox *runtime.Sandbox
+	gone      bool
+	ctrs      map[string]*ctr
+	sandbox   *runtime.Sandbox
 
 	// Owned by the worker goroutine.
 	adopt       *adoption
@@ -232,6 +232,8 @@ func (w *podWorker) sync(ctx context.Context) bool {
 		w.report(ctx, pod, true)
 		return false
 	}
+	t0 := time.Now()
+	hadSandbox := w.sandbox != nil
 	if err := w.ensureSandbox(ctx, pod); err != nil {
 		w.m.log.Error("pod sandbox", "pod", klogKey(pod), "err", err)
 		w.m.event(podRef(pod, ""), corev1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: "+err.Error())
@@ -239,11 +241,13 @@ func (w *podWorker) sync(ctx context.Context) bool {
 		w.report(ctx, pod, false)
 		return false
 	}
+	tSandbox := time.Since(t0)
 	if !w.prepareVolumes(ctx, pod) {
 		w.wakeIn(2 * time.Second)
 		w.report(ctx, pod, false)
 		return false
 	}
+	tVolumes := time.Since(t0) - tSandbox
 	w.killUnhealthy(ctx, pod)
 
 	// Init containers, then (once initialized) the others.
@@ -282,7 +286,12 @@ func (w *podWorker) sync(ctx context.Context) bool {
 		}
 	}
 	w.refreshStates()
+	tContainers := time.Since(t0)
 	st := w.report(ctx, pod, failed)
+	if !hadSandbox {
+		w.m.log.Debug("pod started", "pod", klogKey(pod), "sandbox", tSandbox, "volumes", tVolumes,
+			"containers", tContainers-tSandbox-tVolumes, "status", time.Since(t0)-tContainers, "sinceCreated", time.Since(pod.CreationTimestamp.Time))
+	}
 	if st != nil && (st.Phase == corev1.PodSucceeded || st.Phase == corev1.PodFailed) {
 		w.finishTerminal(ctx, pod)
 	}
