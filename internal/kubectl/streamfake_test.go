@@ -22,11 +22,15 @@ import (
 	"testing"
 	"time"
 
+	gwebsocket "github.com/gorilla/websocket"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	cgportforward "k8s.io/client-go/tools/portforward"
 	"k8s.io/cri-streaming/pkg/streaming/portforward"
 	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
+	"k8s.io/streaming/pkg/httpstream"
+	"k8s.io/streaming/pkg/httpstream/spdy"
 	"k8s.io/streaming/pkg/httpstream/wsstream"
 	utilexec "k8s.io/utils/exec"
 
@@ -46,6 +50,10 @@ type streamFake struct {
 	// API server's stream translator does); otherwise WebSocket requests
 	// for v5 fail to upgrade and clients fall back to SPDY.
 	v5 bool
+	// tunnel serves port-forward tunnelled over WebSocket (SPDY/3.1+
+	// portforward.k8s.io) as the API server does for kubectl ≥ 1.31;
+	// otherwise such requests fail to upgrade and clients use SPDY.
+	tunnel bool
 
 	mu       sync.Mutex
 	calls    []streamCall
@@ -166,6 +174,10 @@ func (f *streamFake) serveSub(w http.ResponseWriter, req *http.Request, ns, name
 	case "portforward":
 		opts := &portforward.V4Options{}
 		f.record(streamCall{verb: sub, pod: name, transport: transport, query: q})
+		if f.tunnel && wsstream.IsWebSocketRequestWithTunnelingProtocol(req) {
+			f.serveTunnel(w, req, name)
+			return
+		}
 		portforward.ServePortForward(w, req, &fakeForwarder{port: f.echoPort}, name, string(pod.UID), opts, time.Minute, 10*time.Second, portforward.SupportedProtocols)
 	case "log":
 		f.record(streamCall{verb: sub, pod: name, container: container, query: q})
@@ -310,6 +322,53 @@ func (f *streamFake) serveV5(w http.ResponseWriter, req *http.Request, rt *fakeR
 	}
 	b, _ := json.Marshal(st)
 	streams[3].Write(b)
+}
+
+// serveTunnel serves port-forward as SPDY inside a WebSocket: the data
+// stream of each forwarded connection goes to the echo server, and its
+// error stream is closed when the data stream is done.
+func (f *streamFake) serveTunnel(w http.ResponseWriter, req *http.Request, pod string) {
+	up := gwebsocket.Upgrader{Subprotocols: []string{portforward.WebsocketsSPDYTunnelingPortForwardV1}}
+	ws, err := up.Upgrade(w, req, nil)
+	if err != nil {
+		f.t.Logf("tunnel upgrade: %v", err)
+		return
+	}
+	tc := cgportforward.NewTunnelingConnection("fake", ws)
+	var mu sync.Mutex
+	errStreams := map[string]httpstream.Stream{}
+	fw := &fakeForwarder{port: f.echoPort}
+	conn, err := spdy.NewServerConnection(tc, func(s httpstream.Stream, _ <-chan struct{}) error {
+		h := s.Headers()
+		id := h.Get(portforward.PortForwardRequestIDHeader)
+		switch h.Get(portforward.StreamType) {
+		case portforward.StreamTypeError:
+			mu.Lock()
+			errStreams[id] = s
+			mu.Unlock()
+		case portforward.StreamTypeData:
+			port, _ := strconv.Atoi(h.Get(portforward.PortHeader))
+			go func() {
+				fw.PortForward(req.Context(), pod, "", int32(port), s)
+				mu.Lock()
+				if es := errStreams[id]; es != nil {
+					es.Close()
+				}
+				mu.Unlock()
+			}()
+		}
+		return nil
+	})
+	if err != nil {
+		f.t.Logf("tunnel spdy: %v", err)
+		tc.Close()
+		return
+	}
+	select {
+	case <-conn.CloseChan():
+	case <-req.Context().Done():
+	}
+	conn.Close()
 }
 
 // fakeRuntime runs a few pretend commands:

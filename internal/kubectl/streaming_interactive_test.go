@@ -146,7 +146,11 @@ func TestPortForward(t *testing.T) {
 		{"svc/websvc", ":alt", "web-1", 9090},
 		{"deploy/web", ":7000", "web-1", 7000},
 	}
-	for _, tc := range cases {
+	for i, tc := range cases {
+		// Every other case through the WebSocket tunnel, the rest
+		// falling back to SPDY.
+		f.tunnel = i%2 == 0
+		wantTransport := map[bool]string{true: "websocket", false: "spdy"}[f.tunnel]
 		ctx, cancel := context.WithCancel(context.Background())
 		var out, errOut lockedBuffer
 		done := make(chan error, 1)
@@ -172,8 +176,8 @@ func TestPortForward(t *testing.T) {
 		if got != want {
 			t.Errorf("port-forward %s output %q, want %q", tc.target, got, want)
 		}
-		if c := f.lastCall(); c.verb != "portforward" || c.pod != tc.pod {
-			t.Errorf("server saw %+v", c)
+		if c := f.lastCall(); c.verb != "portforward" || c.pod != tc.pod || c.transport != wantTransport {
+			t.Errorf("server saw %+v, want a %s port-forward", c, wantTransport)
 		}
 
 		if bin == "" {
@@ -190,6 +194,9 @@ func TestPortForward(t *testing.T) {
 			t.Fatalf("kubectl port-forward %s %s: %q, ours %q", tc.target, tc.port, line, out.String())
 		}
 		checkForward(t, um[1], tc.pod, tc.remote)
+		if c := f.lastCall(); c.transport != wantTransport {
+			t.Errorf("kubectl: server saw %+v, want a %s port-forward", c, wantTransport)
+		}
 		cmd.Process.Signal(os.Interrupt)
 		if err := cmd.Wait(); err != nil {
 			t.Errorf("kubectl port-forward: %v", err)
