@@ -227,6 +227,19 @@ func TestKubectl(t *testing.T) {
 			expect([]string{"exec", "pending", "--", "true"}, "", "", "", 1)
 			expect([]string{"exec", "nope", "--", "true"}, "", "", `pods "nope" not found`, 1)
 
+			// exec -it on a real terminal (util-linux script gives kubectl one).
+			if script, err := exec.LookPath("script"); err == nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				cmd := exec.CommandContext(ctx, script, "-qec", kubectl+" --kubeconfig "+kubeconfig+
+					" exec -it web -c web -- sh -c 'test -t 0 && test -t 1 && echo on-a-tty; exit 5'", "/dev/null")
+				out, err := cmd.CombinedOutput()
+				cancel()
+				var ee *exec.ExitError
+				if !errors.As(err, &ee) || ee.ExitCode() != 5 || !strings.Contains(string(out), "on-a-tty") {
+					t.Errorf("exec -it: %v, output %q", err, out)
+				}
+			}
+
 			// Attach to a container without a TTY follows its output.
 			attachOutput(t, kubectl, kubeconfig)
 

@@ -30,6 +30,18 @@
 // Forwarded connections are dialed inside the pod's network namespace
 // (runtime.DialInNetNS) to 127.0.0.1:<port>, then [::1]:<port>.
 //
+// # Sessions
+//
+// An exec's exit code goes back on the error stream (v4/v5 status with a
+// NonZeroExitCode cause), so kubectl exits with it. A client that goes away
+// (its connection ends) cancels the session: a running exec is killed, an
+// attach detaches (the container keeps running). Attach to a container
+// without a TTY streams its output from now on through OutputAttacher when
+// Pods implements it, else by following its log file.
+//
+// cri-streaming reports some errors through klog (k8s.io/streaming's
+// runtime.HandleError): route klog to slog in main to keep them structured.
+//
 // # Errors
 //
 // Errors of Pods are apierrors and keep their status code; the body is the

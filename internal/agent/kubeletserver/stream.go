@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,7 +36,7 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request, ns, pod, container
 	}
 	cmd := r.URL.Query()["command"]
 	ex := &executor{rt: s.cfg.Runtime, id: id, opts: opts}
-	s.log.Debug("exec", "pod", ns+"/"+pod, "container", container, "command", cmd, "tty", opts.TTY)
+	s.log.Debug("exec", "pod", ns+"/"+pod, "container", container, "command", cmd, "tty", opts.TTY, "protocol", protocolOf(r))
 	if wsstream.IsWebSocketRequestWithStreamCloseProtocol(r) {
 		s.serveV5(w, r, opts, func(ctx context.Context, st *v5Streams) error {
 			return ex.ExecInContainer(ctx, pod, "", container, cmd, st.stdin, st.stdout, st.stderr, opts.TTY, st.resize, 0)
@@ -58,7 +59,7 @@ func (s *Server) attach(w http.ResponseWriter, r *http.Request, ns, pod, contain
 		return
 	}
 	at := &attacher{s: s, id: id, ns: ns, pod: pod, opts: opts}
-	s.log.Debug("attach", "pod", ns+"/"+pod, "container", container, "tty", opts.TTY)
+	s.log.Debug("attach", "pod", ns+"/"+pod, "container", container, "tty", opts.TTY, "protocol", protocolOf(r))
 	if wsstream.IsWebSocketRequestWithStreamCloseProtocol(r) {
 		s.serveV5(w, r, opts, func(ctx context.Context, st *v5Streams) error {
 			return at.AttachContainer(ctx, pod, "", container, st.stdin, st.stdout, st.stderr, opts.TTY, st.resize)
@@ -67,6 +68,14 @@ func (s *Server) attach(w http.ResponseWriter, r *http.Request, ns, pod, contain
 	}
 	remotecommand.ServeAttach(w, r, at, pod, "", container, opts,
 		s.cfg.StreamIdleTimeout, s.cfg.StreamCreationTimeout, remotecommand.SupportedStreamingProtocols)
+}
+
+// protocolOf names the streaming protocols a request offers, for logs.
+func protocolOf(r *http.Request) string {
+	if wsstream.IsWebSocketRequest(r) {
+		return "websocket " + r.Header.Get("Sec-WebSocket-Protocol")
+	}
+	return "spdy " + strings.Join(r.Header.Values("X-Stream-Protocol-Version"), ",")
 }
 
 // runningContainer looks the container up and answers the request when it
