@@ -47,7 +47,9 @@
 // mounts a tmpfs for the pod's /dev/shm. Every container of the pod joins the
 // netns and IPC namespace by path and gets its own mount, PID and UTS
 // namespaces (the pod's hostname is set in each). The networking code later puts
-// a veth into [Sandbox.NetNSPath]; nothing here needs to change for that.
+// a veth into [Sandbox.NetNSPath]; nothing here needs to change for that. A
+// [SandboxConfig].HostNetwork sandbox (pod hostNetwork) makes no network
+// namespace: its containers stay in the host's and NetNSPath is empty.
 //
 // # Cgroups
 //

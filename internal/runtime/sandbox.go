@@ -25,6 +25,10 @@ type SandboxConfig struct {
 	ShmSize int64
 	// Labels are kept for the caller (pod namespace/name/uid…).
 	Labels map[string]string
+	// HostNetwork: the sandbox's containers share the host's network
+	// namespace (pod spec hostNetwork); the sandbox makes no network
+	// namespace and its NetNSPath is empty.
+	HostNetwork bool `json:",omitempty"`
 }
 
 // Sandbox is a pod's shared environment: a network namespace (with loopback
@@ -34,6 +38,7 @@ type Sandbox struct {
 	SandboxConfig
 	// NetNSPath is the bind-mounted network namespace; the network code
 	// moves a veth into it (netns.GetFromPath / netlink.NewHandleAt).
+	// Empty for a HostNetwork sandbox.
 	NetNSPath string
 	// IPCNSPath is the bind-mounted IPC namespace.
 	IPCNSPath string
@@ -60,7 +65,7 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 	}
 	sb := &Sandbox{
 		SandboxConfig: cfg,
-		NetNSPath:     filepath.Join(r.opts.NetNSDir, "skiff-"+cfg.ID),
+		NetNSPath:     filepath.Join(r.opts.NetNSDir, "skiff-"+cfg.ID), // cleared below for HostNetwork
 		IPCNSPath:     filepath.Join(r.opts.NetNSDir, "skiff-"+cfg.ID+".ipc"),
 		ShmPath:       filepath.Join(dir, "shm"),
 		CreatedAt:     time.Now(),
@@ -72,6 +77,9 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 	}()
 	if err := os.MkdirAll(r.opts.NetNSDir, 0o755); err != nil {
 		return nil, err
+	}
+	if cfg.HostNetwork {
+		sb.NetNSPath = ""
 	}
 	if err := newNamespaces(sb.NetNSPath, sb.IPCNSPath); err != nil {
 		return nil, fmt.Errorf("sandbox %s: namespaces: %w", cfg.ID, err)
@@ -90,19 +98,28 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg SandboxConfig) (_ *Sand
 	return sb, nil
 }
 
-// newNamespaces makes a network and an IPC namespace on a throw-away OS
-// thread, binds them to the given paths and brings loopback up. The thread
-// stays locked, so the Go runtime ends it instead of reusing it.
+// newNamespaces makes a network (unless netPath is empty: host network) and
+// an IPC namespace on a throw-away OS thread, binds them to the given paths
+// and brings loopback up. The thread stays locked, so the Go runtime ends it
+// instead of reusing it.
 func newNamespaces(netPath, ipcPath string) error {
 	errc := make(chan error, 1)
 	go func() {
 		goruntime.LockOSThread() // never unlocked: the thread dies with us
 		errc <- func() error {
-			if err := unix.Unshare(unix.CLONE_NEWNET | unix.CLONE_NEWIPC); err != nil {
+			flags := unix.CLONE_NEWNET | unix.CLONE_NEWIPC
+			if netPath == "" {
+				flags = unix.CLONE_NEWIPC
+			}
+			if err := unix.Unshare(flags); err != nil {
 				return fmt.Errorf("unshare: %w", err)
 			}
 			self := "/proc/self/task/" + strconv.Itoa(unix.Gettid()) + "/ns/"
-			for _, b := range []struct{ src, dst string }{{self + "net", netPath}, {self + "ipc", ipcPath}} {
+			binds := []struct{ src, dst string }{{self + "ipc", ipcPath}}
+			if netPath != "" {
+				binds = append(binds, struct{ src, dst string }{self + "net", netPath})
+			}
+			for _, b := range binds {
 				f, err := os.OpenFile(b.dst, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
 				if err != nil {
 					return err
@@ -111,6 +128,9 @@ func newNamespaces(netPath, ipcPath string) error {
 				if err := unix.Mount(b.src, b.dst, "", unix.MS_BIND, ""); err != nil {
 					return fmt.Errorf("bind %s: %w", b.dst, err)
 				}
+			}
+			if netPath == "" {
+				return nil
 			}
 			h, err := netlink.NewHandle(unix.NETLINK_ROUTE) // socket in this thread's netns
 			if err != nil {

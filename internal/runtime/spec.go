@@ -111,10 +111,14 @@ func (r *Runtime) spec(cfg *ContainerConfig, rootfs string, sb *Sandbox) (*specs
 		{Type: specs.MountNamespace},
 		{Type: specs.CgroupNamespace},
 	}
-	if sb != nil {
+	switch {
+	case sb != nil && sb.HostNetwork:
+		// No network namespace entry: the container stays in the host's.
+		ns = append(ns, specs.LinuxNamespace{Type: specs.IPCNamespace, Path: sb.IPCNSPath})
+	case sb != nil:
 		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: sb.NetNSPath},
 			specs.LinuxNamespace{Type: specs.IPCNamespace, Path: sb.IPCNSPath})
-	} else {
+	default:
 		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace},
 			specs.LinuxNamespace{Type: specs.IPCNamespace})
 	}
