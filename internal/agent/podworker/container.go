@@ -78,7 +78,7 @@ func (w *podWorker) ensureSandbox(ctx context.Context, pod *corev1.Pod) error {
 			return err
 		}
 		sb, err = w.m.rt.CreateSandbox(ctx, runtime.SandboxConfig{
-			ID: string(pod.UID), Hostname: hostname,
+			ID: string(pod.UID), Hostname: hostname, HostNetwork: pod.Spec.HostNetwork,
 			Labels: map[string]string{LabelPodUID: string(pod.UID), LabelPodNamespace: pod.Namespace, LabelPodName: pod.Name},
 		})
 		if errors.Is(err, runtime.ErrExist) {
@@ -449,11 +449,13 @@ func (w *podWorker) addProbes(pod *corev1.Pod, spec *corev1.Container, in *insta
 		Container: spec, ContainerID: in.id, StartedAt: started,
 		PodGracePeriod: pod.Spec.TerminationGracePeriodSeconds,
 	}
-	if sb != nil {
+	if sb != nil && sb.NetNSPath != "" {
 		netns := sb.NetNSPath
 		t.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			return runtime.DialInNetNS(ctx, netns, network, addr)
 		}
+	} else {
+		t.Dial = (&net.Dialer{}).DialContext // host network
 	}
 	if err := w.m.pm.AddContainer(t); err != nil {
 		w.m.log.Warn("add probes", "pod", klogKey(pod), "container", spec.Name, "err", err)

@@ -93,9 +93,10 @@
 //
 // # Differences from the kubelet
 //
-//   - hostNetwork pods get a sandbox network namespace of their own (the
-//     runtime has no host-network sandbox yet); their status shows the node
-//     IPs as pod IPs.
+//   - hostNetwork pods share the host's network namespace (a
+//     runtime.SandboxConfig.HostNetwork sandbox) but keep a pod IPC
+//     namespace and their own UTS namespace with the node's hostname;
+//     hostIPC/hostPID are not supported.
 //   - No pod-level resize, ephemeral containers, image volume, static pods,
 //     eviction, or spec-hash restarts (a changed image does not restart the
 //     container).

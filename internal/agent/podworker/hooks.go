@@ -75,7 +75,7 @@ func (w *podWorker) httpHook(ctx context.Context, pod *corev1.Pod, spec *corev1.
 	sb := w.sandbox
 	w.mu.Unlock()
 	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableKeepAlives: true} //nolint:gosec // as the kubelet
-	if sb != nil && !pod.Spec.HostNetwork {
+	if sb != nil && sb.NetNSPath != "" {
 		netns := sb.NetNSPath
 		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			return runtime.DialInNetNS(ctx, netns, network, addr)

@@ -187,3 +187,28 @@ func TestDeletedWhileDown(t *testing.T) {
 		t.Errorf("FIFOs left: %d", len(ents))
 	}
 }
+
+// TestHostNetwork: a hostNetwork pod's containers are in the host's
+// network namespace and its status shows the node IP as pod IP.
+func TestHostNetwork(t *testing.T) {
+	e := newEnv(t)
+	hostNet, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := simplePod("hostnet", corev1.Container{Name: "c", Command: []string{"sh", "-c", "echo net=$(readlink /proc/self/ns/net); exec sleep 3600"}})
+	pod.Spec.HostNetwork = true
+	e.createPod(pod)
+	p := e.waitPod("default", "hostnet", 30*time.Second, "Running", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
+	if p.Status.PodIP != "10.0.0.1" || len(p.Status.PodIPs) != 1 {
+		t.Errorf("podIP %q %v", p.Status.PodIP, p.Status.PodIPs)
+	}
+	waitFor(t, 10*time.Second, "output", func() bool {
+		return strings.Contains(e.containerLog("default", "hostnet", "c", false), "net="+hostNet)
+	})
+	if ns, err := e.m.PodNetNS("default", "hostnet"); err != nil || ns != "/proc/self/ns/net" {
+		t.Errorf("PodNetNS %q %v", ns, err)
+	}
+	e.client.CoreV1().Pods("default").Delete(context.Background(), "hostnet", metav1.DeleteOptions{})
+	e.waitGone("default", "hostnet", 30*time.Second)
+}

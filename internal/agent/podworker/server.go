@@ -82,7 +82,8 @@ func (m *Manager) ContainerLog(namespace, pod, container string, previous bool) 
 	return logs.Path(m.podDir(w.uid), in.name, in.attempt), done, nil
 }
 
-// PodNetNS is the pod sandbox's network namespace path.
+// PodNetNS is the pod sandbox's network namespace path; for a hostNetwork
+// pod the agent's own ("/proc/self/ns/net", the host's).
 func (m *Manager) PodNetNS(namespace, pod string) (string, error) {
 	w := m.workerByName(namespace, pod)
 	if w == nil {
@@ -93,6 +94,9 @@ func (m *Manager) PodNetNS(namespace, pod string) (string, error) {
 	w.mu.Unlock()
 	if sb == nil {
 		return "", apierrors.NewBadRequest(fmt.Sprintf("pod %q has no running sandbox", pod))
+	}
+	if sb.NetNSPath == "" {
+		return "/proc/self/ns/net", nil
 	}
 	return sb.NetNSPath, nil
 }
