@@ -51,11 +51,6 @@ type joinHandler struct {
 	sem          chan struct{}
 }
 
-// NodeName is the server's own node (its in-process agent's): --node-name,
-// else the lower-cased host name. Only this node may have the API server's
-// names and addresses in its serving certificate.
-func (s *Server) NodeName() string { return s.res.nodeName }
-
 // withJoin puts the join endpoints in front of the API handler.
 func (s *Server) withJoin(api *apiserver.Server, ca *pki.CA) http.Handler {
 	tok, _ := pki.ParseToken(s.token) // s.token is ours, always well-formed
