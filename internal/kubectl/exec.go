@@ -82,14 +82,14 @@ func runExec(e *env, o *execOptions, args []string) error {
 	case len(args) > 1, len(args) > 0 && len(o.filenames) > 0:
 		return usageError("exec", "exec [POD] [COMMAND] is not supported anymore. Use exec [POD] -- [COMMAND] instead")
 	}
+	if o.podTimeout <= 0 {
+		return usageError("exec", "--pod-running-timeout must be higher than zero")
+	}
 	if resource == "" && len(o.filenames) == 0 {
 		return errors.New("pod, type/name or --filename must be specified")
 	}
 	if len(command) == 0 {
 		return errors.New("you must specify at least one command for the container")
-	}
-	if o.podTimeout <= 0 {
-		return usageError("exec", "--pod-running-timeout must be higher than zero")
 	}
 
 	var a *podArg
@@ -156,14 +156,14 @@ func runExec(e *env, o *execOptions, args []string) error {
 }
 
 func runAttach(e *env, o *attachOptions, args []string) error {
+	if o.podTimeout <= 0 {
+		return usageError("attach", "--pod-running-timeout must be higher than zero")
+	}
 	if len(args) == 0 {
 		return errors.New("at least 1 argument is required for attach")
 	}
 	if len(args) > 2 {
 		return fmt.Errorf("expected POD, TYPE/NAME, or TYPE NAME, (at most 2 arguments) saw %d: %v", len(args), args)
-	}
-	if o.podTimeout <= 0 {
-		return errors.New("--pod-running-timeout must be higher than zero")
 	}
 	var a *podArg
 	var err error

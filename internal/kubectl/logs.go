@@ -99,6 +99,9 @@ func runLogs(e *env, o *logsOptions, args []string) error {
 	if o.allPods {
 		o.prefix = true
 	}
+	if o.podTimeout <= 0 {
+		return errors.New("--pod-running-timeout must be higher than zero")
+	}
 	ns, err := e.ns()
 	if err != nil {
 		return err

@@ -201,6 +201,15 @@ var streamCases = [][]string{
 	{"port-forward", "svc/websvc", "99"},
 	{"port-forward", "svc/websvc", "nope"},
 	{"port-forward", "nope", "80"},
+	{"port-forward", "one", "8080", "--address=foo"},
+	{"port-forward", "one", "8080", "--pod-running-timeout=0"},
+	{"logs", "one", "--pod-running-timeout=0"},
+	{"exec", "one", "--pod-running-timeout=0", "--", "echo"},
+	{"attach", "one", "--pod-running-timeout=-1s"},
+	{"attach", "--pod-running-timeout=-1s"},
+	{"exec", "one", "--pod-running-timeout=0"},
+	{"-n", "kube-system", "exec", "one", "--", "echo"},
+	{"-n", "kube-system", "logs", "one"},
 }
 
 // TestStreamingVerbsMatchUpstream runs every case with Run and with
