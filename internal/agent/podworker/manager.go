@@ -104,9 +104,12 @@ type Manager struct {
 	workers map[types.UID]*podWorker
 	byName  map[string]types.UID // namespace/name → uid of the worker
 	adopted map[types.UID]*adoption
-	ctx     context.Context // Run's; nil before
-	wg      sync.WaitGroup
-	started chan struct{}
+	// finished are pods whose deletion we confirmed (or that left the
+	// API): late events for them start no worker. Pruned after 5 min.
+	finished map[types.UID]time.Time
+	ctx      context.Context // Run's; nil before
+	wg       sync.WaitGroup
+	started  chan struct{}
 }
 
 // New validates cfg. It starts nothing.
@@ -142,14 +145,15 @@ func New(cfg Config) (*Manager, error) {
 		cfg.Logger = slog.Default()
 	}
 	m := &Manager{
-		cfg:     cfg,
-		log:     cfg.Logger.With("component", "podworker"),
-		rt:      cfg.Runtime,
-		backoff: prober.NewBackoff(nil),
-		pullBO:  flowcontrol.NewBackOff(10*time.Second, 300*time.Second),
-		workers: map[types.UID]*podWorker{},
-		byName:  map[string]types.UID{},
-		started: make(chan struct{}),
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "podworker"),
+		rt:       cfg.Runtime,
+		backoff:  prober.NewBackoff(nil),
+		pullBO:   flowcontrol.NewBackOff(10*time.Second, 300*time.Second),
+		workers:  map[types.UID]*podWorker{},
+		byName:   map[string]types.UID{},
+		finished: map[types.UID]time.Time{},
+		started:  make(chan struct{}),
 	}
 	pm, err := prober.New(prober.Config{
 		Exec: func(ctx context.Context, id string, args []string, out, errw io.Writer) (int, error) {
@@ -233,6 +237,13 @@ func (m *Manager) Run(ctx context.Context) error {
 		case <-gc.C:
 			m.backoff.GC()
 			m.pullBO.GC()
+			m.mu.Lock()
+			for uid, t := range m.finished {
+				if time.Since(t) > 5*time.Minute {
+					delete(m.finished, uid)
+				}
+			}
+			m.mu.Unlock()
 		}
 	}
 	factory.Shutdown()
@@ -267,6 +278,9 @@ func (m *Manager) podChanged(pod *corev1.Pod) {
 		return
 	}
 	w := m.workers[pod.UID]
+	if _, done := m.finished[pod.UID]; done && w == nil {
+		return
+	}
 	if w == nil {
 		if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 			if _, ok := m.adopted[pod.UID]; !ok && pod.DeletionTimestamp == nil {
@@ -306,8 +320,12 @@ func (m *Manager) podGone(pod *corev1.Pod) {
 func (m *Manager) workerDone(w *podWorker) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.ctx.Err() != nil {
+		return // shutting down: shutdown closes the workers' log writers
+	}
 	if m.workers[w.uid] == w {
 		delete(m.workers, w.uid)
+		m.finished[w.uid] = time.Now()
 	}
 	if k := podKey(w.ns, w.name); m.byName[k] == w.uid {
 		delete(m.byName, k)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -146,6 +147,16 @@ func TestRestartReadopts(t *testing.T) {
 	waitFor(t, 5*time.Second, "new log lines", func() bool {
 		return strings.Count(e.containerLog("default", "keep", "c", false), "tick") > n+3
 	})
+	// Nothing was lost or duplicated: the ticks are consecutive.
+	next := 0
+	for _, line := range strings.Split(e.containerLog("default", "keep", "c", false), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "tick" {
+			if f[1] != strconv.Itoa(next) {
+				t.Fatalf("tick %s after %d", f[1], next-1)
+			}
+			next++
+		}
+	}
 	e.client.CoreV1().Pods("default").Delete(context.Background(), "keep", metav1.DeleteOptions{})
 	e.waitGone("default", "keep", 30*time.Second)
 }

@@ -1,7 +1,9 @@
 package podworker
 
 import (
+	"context"
 	"fmt"
+	"io"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
@@ -99,4 +101,20 @@ func (m *Manager) PodNetNS(namespace, pod string) (string, error) {
 		return "/proc/self/ns/net", nil
 	}
 	return sb.NetNSPath, nil
+}
+
+// AttachOutput streams a non-TTY container's raw output from now on until
+// ctx ends or the container's output ends (kubeletserver.OutputAttacher).
+func (m *Manager) AttachOutput(ctx context.Context, namespace, pod, container string, stdout, stderr io.Writer) error {
+	w, in, err := m.instanceFor(namespace, pod, container, false)
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	lw := in.writer
+	w.mu.Unlock()
+	if lw == nil {
+		return apierrors.NewBadRequest(fmt.Sprintf("container %q in pod %q is not running", container, pod))
+	}
+	return lw.Attach(ctx, stdout, stderr)
 }
