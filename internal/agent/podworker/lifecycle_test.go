@@ -2,6 +2,8 @@ package podworker
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -124,3 +126,34 @@ func TestLivenessRestart(t *testing.T) {
 }
 
 func execRm() runtime.ExecConfig { return runtime.ExecConfig{Args: []string{"rm", "/tmp/healthy"}} }
+
+// TestLifecycleHooks: postStart runs after the start, preStop before the
+// SIGTERM of a deletion.
+func TestLifecycleHooks(t *testing.T) {
+	e := newEnv(t)
+	host := t.TempDir()
+	pod := simplePod("hooks", corev1.Container{
+		Name: "c", Command: []string{"sh", "-c", "trap 'echo term >> /host/events; exit 0' TERM; while true; do sleep 0.1; done"},
+		VolumeMounts: []corev1.VolumeMount{{Name: "host", MountPath: "/host"}},
+		Lifecycle: &corev1.Lifecycle{
+			PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"sh", "-c", "echo poststart >> /host/events"}}},
+			PreStop:   &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"sh", "-c", "echo prestop >> /host/events"}}},
+		},
+	})
+	pod.Spec.TerminationGracePeriodSeconds = ptr.To[int64](10)
+	pod.Spec.Volumes = []corev1.Volume{{Name: "host", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: host}}}}
+	e.createPod(pod)
+	e.waitPod("default", "hooks", 30*time.Second, "Running", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
+	waitFor(t, 10*time.Second, "postStart", func() bool {
+		b, _ := os.ReadFile(filepath.Join(host, "events"))
+		return string(b) == "poststart\n"
+	})
+	if err := e.client.CoreV1().Pods("default").Delete(context.Background(), "hooks", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitGone("default", "hooks", 30*time.Second)
+	b, _ := os.ReadFile(filepath.Join(host, "events"))
+	if string(b) != "poststart\nprestop\nterm\n" {
+		t.Errorf("events %q", b)
+	}
+}
