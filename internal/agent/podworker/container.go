@@ -258,15 +258,7 @@ func (m *Manager) services(ns string) []*corev1.Service {
 	if m.cfg.Services == nil {
 		return nil
 	}
-	out := m.cfg.Services(ns)
-	if ns != "default" {
-		for _, s := range m.cfg.Services("default") {
-			if s.Name == "kubernetes" {
-				out = append(out, s)
-			}
-		}
-	}
-	return out
+	return m.cfg.Services(ns)
 }
 
 // startContainer creates and starts a new instance of spec.

@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/skiff-dev/skiff/internal/agent/logs"
+	"github.com/skiff-dev/skiff/internal/agent/podsources"
 	"github.com/skiff-dev/skiff/internal/controller"
 	"github.com/skiff-dev/skiff/internal/controller/controllertest"
 	"github.com/skiff-dev/skiff/internal/image"
@@ -49,17 +50,6 @@ func requireRoot(t testing.TB) {
 	if _, err := os.Stat("/bin/busybox"); err != nil {
 		t.Skip("pod worker tests need /bin/busybox (Debian: busybox-static)")
 	}
-}
-
-// clientSources resolves ConfigMaps and Secrets straight from the API.
-type clientSources struct{ c kubernetes.Interface }
-
-func (s clientSources) ConfigMap(ns, name string) (*corev1.ConfigMap, error) {
-	return s.c.CoreV1().ConfigMaps(ns).Get(context.Background(), name, metav1.GetOptions{})
-}
-
-func (s clientSources) Secret(ns, name string) (*corev1.Secret, error) {
-	return s.c.CoreV1().Secrets(ns).Get(context.Background(), name, metav1.GetOptions{})
 }
 
 // lockedBuffer collects logs, shown when a test fails.
@@ -99,6 +89,8 @@ type env struct {
 	done     chan error
 	logs     *lockedBuffer
 	events   *controller.Events
+	src      *podsources.Manager
+	cur      atomic.Pointer[Manager]
 }
 
 func newEnv(t testing.TB) *env {
@@ -120,12 +112,27 @@ func newEnv(t testing.TB) *env {
 	}
 	evctx, evcancel := context.WithCancel(context.Background())
 	e.events = controller.StartEvents(evctx, api.Client)
+	src, err := podsources.New(podsources.Config{Client: api.Client, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcDone := make(chan struct{})
+	go func() { defer close(srcDone); src.Run(evctx) }()
+	src.OnChange(func(ns, kind, name string) {
+		if m := e.cur.Load(); m != nil {
+			for _, uid := range src.PodsUsing(kind, ns, name) {
+				m.ResyncPod(uid)
+			}
+		}
+	})
+	e.src = src
 	t.Cleanup(func() {
 		e.stop()
 		e.cleanupHost()
 		st.Close()
 		e.events.Shutdown()
 		evcancel()
+		<-srcDone
 		if t.Failed() {
 			t.Logf("agent logs:\n%s", e.logs)
 		}
@@ -152,7 +159,7 @@ func (e *env) start() {
 	m, err := New(Config{
 		Client: e.client, NodeName: testNode, Runtime: rt, Images: e.images,
 		PodsDir: filepath.Join(e.dir, "pods"), RunDir: filepath.Join(e.dir, "run"),
-		Sources: clientSources{e.client}, NodeIPs: []string{"10.0.0.1"},
+		Sources: e.src, Services: e.src.Services, NodeIPs: []string{"10.0.0.1"},
 		HostResolvConf: []byte("nameserver 10.0.0.53\n"), ClusterDomain: "cluster.local",
 		Recorder: e.events.Recorder("kubelet"), Logger: log,
 	})
@@ -161,6 +168,7 @@ func (e *env) start() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.rt, e.m, e.cancel, e.done = rt, m, cancel, make(chan error, 1)
+	e.cur.Store(m)
 	go func() { e.done <- m.Run(ctx) }()
 	select {
 	case <-m.Started():
@@ -187,6 +195,7 @@ func (e *env) stop() {
 	}
 	e.rt.Close()
 	e.m = nil
+	e.cur.Store(nil)
 }
 
 // cleanupHost removes every container, sandbox, cgroup and mount the test

@@ -51,11 +51,17 @@ type Config struct {
 	// containers' output FIFOs (DATA/agent/run).
 	PodsDir, RunDir string
 	// Sources resolves ConfigMaps and Secrets (env, volumes,
-	// imagePullSecrets).
+	// imagePullSecrets). When it is also a PodRegistrar (podsources), each
+	// pod is registered on every sync where the pod object changed and
+	// unregistered once the pod is cleaned up.
 	Sources podconfig.Sources
-	// Services lists a namespace's Services for service-link env vars; nil:
-	// none.
+	// Services lists the Services whose service-link env vars a pod of the
+	// namespace gets: the namespace's plus default/kubernetes
+	// (podsources.Manager.Services); nil: none.
 	Services func(namespace string) []*corev1.Service
+	// PodRemoved is called once everything of a pod is removed from the
+	// node (e.g. token.Manager.Forget); may be nil.
+	PodRemoved func(uid types.UID)
 	// Token issues service-account tokens for projected volumes; nil makes
 	// such volumes fail.
 	Token podconfig.TokenFunc
@@ -88,6 +94,13 @@ type Config struct {
 	// (default 10 s).
 	ResyncPeriod time.Duration
 	Logger       *slog.Logger
+}
+
+// PodRegistrar is implemented by Sources that track the objects each pod
+// refers to (internal/agent/podsources).
+type PodRegistrar interface {
+	RegisterPod(pod *corev1.Pod)
+	UnregisterPod(pod *corev1.Pod)
 }
 
 // Manager runs the node's pods.
@@ -360,6 +373,13 @@ func (m *Manager) Resync(namespace string) {
 	}
 	m.mu.Unlock()
 	for _, w := range ws {
+		w.poke()
+	}
+}
+
+// ResyncPod re-syncs one pod now (podsources.OnChange → PodsUsing).
+func (m *Manager) ResyncPod(uid types.UID) {
+	if w := m.worker(uid); w != nil {
 		w.poke()
 	}
 }

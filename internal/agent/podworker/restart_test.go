@@ -13,6 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+
+	"github.com/skiff-dev/skiff/internal/runtime"
 )
 
 // TestEnvFromConfigMapAndSecretVolume: env from a ConfigMap key and a
@@ -222,4 +224,41 @@ func TestHostNetwork(t *testing.T) {
 	}
 	e.client.CoreV1().Pods("default").Delete(context.Background(), "hostnet", metav1.DeleteOptions{})
 	e.waitGone("default", "hostnet", 30*time.Second)
+}
+
+// TestConfigMapVolumeUpdate: a changed ConfigMap reaches the pod's volume
+// at once (podsources.OnChange → ResyncPod), not at the next periodic sync.
+func TestConfigMapVolumeUpdate(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	cm, err := e.client.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "live"}, Data: map[string]string{"key": "one"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := simplePod("cmpod", corev1.Container{Name: "c", Command: []string{"sleep", "3600"},
+		VolumeMounts: []corev1.VolumeMount{{Name: "cfg", MountPath: "/cfg"}}})
+	pod.Spec.Volumes = []corev1.Volume{{Name: "cfg", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+		LocalObjectReference: corev1.LocalObjectReference{Name: "live"}}}}}
+	e.createPod(pod)
+	e.waitPod("default", "cmpod", 30*time.Second, "Running", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
+	id, _, err := e.m.ContainerID("default", "cmpod", "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func() string {
+		var out strings.Builder
+		e.rt.Exec(ctx, id, runtime.ExecConfig{Args: []string{"cat", "/cfg/key"}, Stdout: &out})
+		return out.String()
+	}
+	if got := read(); got != "one" {
+		t.Fatalf("key %q", got)
+	}
+	cm.Data["key"] = "two"
+	if _, err := e.client.CoreV1().ConfigMaps("default").Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "updated key", func() bool { return read() == "two" })
+	e.client.CoreV1().Pods("default").Delete(ctx, "cmpod", metav1.DeleteOptions{})
+	e.waitGone("default", "cmpod", 30*time.Second)
 }

@@ -106,6 +106,7 @@ type podWorker struct {
 	initialized bool
 	released    bool
 	apiPod      *corev1.Pod // the pod as our last status patch returned it
+	registered  *corev1.Pod // the pod object last given to PodRegistrar
 	firstSeen   time.Time
 	wake        time.Time
 }
@@ -231,6 +232,10 @@ func (w *podWorker) sync(ctx context.Context) bool {
 		w.finishTerminal(ctx, pod)
 		w.report(ctx, pod, true)
 		return false
+	}
+	if reg, ok := w.m.cfg.Sources.(PodRegistrar); ok && w.registered != pod {
+		reg.RegisterPod(pod)
+		w.registered = pod
 	}
 	t0 := time.Now()
 	hadSandbox := w.sandbox != nil
@@ -721,6 +726,9 @@ func (w *podWorker) releaseSandbox(ctx context.Context, pod *corev1.Pod) {
 // and pod directory.
 func (w *podWorker) cleanup(ctx context.Context, pod *corev1.Pod, grace time.Duration) {
 	w.stopAll(ctx, pod, grace, false)
+	if ctx.Err() != nil {
+		return // agent stopping: the next Run finishes the job
+	}
 	w.m.pm.RemovePod(pod.UID)
 	w.mu.Lock()
 	var insts []*instance
@@ -743,6 +751,12 @@ func (w *podWorker) cleanup(ctx context.Context, pod *corev1.Pod, grace time.Dur
 	}
 	w.releaseSandbox(ctx, pod)
 	w.m.removePodResources(pod.UID)
+	if reg, ok := w.m.cfg.Sources.(PodRegistrar); ok {
+		reg.UnregisterPod(pod)
+	}
+	if w.m.cfg.PodRemoved != nil {
+		w.m.cfg.PodRemoved(pod.UID)
+	}
 }
 
 // closeWriters stops the log writers (Manager shutdown; the containers keep
