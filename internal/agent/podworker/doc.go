@@ -8,24 +8,37 @@
 //
 // # Use by the agent
 //
+//	src, _ := podsources.New(podsources.Config{Client: nodeClient, Logger: l})
+//	tokens := token.New(nodeClient, token.Options{Logger: l})
 //	m, err := podworker.New(podworker.Config{
 //		Client: nodeClient, NodeName: name, Runtime: rt, Images: store,
 //		PodsDir: data + "/agent/pods", RunDir: data + "/agent/run",
-//		Sources: podsources, Services: svcLister, Token: tokens.Get,
+//		Sources: src, Services: src.Services, Token: tokens.Get, PodRemoved: tokens.Forget,
 //		Network: nil, // issue 5
 //		NodeIPs: ips, ClusterDNS: dns, ClusterDomain: "cluster.local",
-//		HostResolvConf: resolv, NodeAllocatable: node.Allocatable,
-//		Recorder: eventsFor("kubelet", name), Logger: l,
+//		HostResolvConf: resolv, NodeAllocatable: allocatable,
+//		CgroupRoot: "kubepods", // under runtime.Options.CgroupParent
+//		Recorder: recorder, // component "kubelet", host = node name
+//		Logger: l,
 //	})
+//	src.OnChange(func(ns, kind, name string) {
+//		for _, uid := range src.PodsUsing(kind, ns, name) {
+//			m.ResyncPod(uid) // refresh volumes now
+//		}
+//	})
+//	g.Go(func() error { return src.Run(ctx) })
+//	g.Go(func() error { return tokens.Run(ctx) })
 //	g.Go(func() error { return m.Run(ctx) }) // returns when ctx ends; containers keep running
 //	<-m.Started()                            // re-adoption done and the pod informer synced
-//	kubeletserver.New(…, m)                  // *Manager implements kubeletserver.Pods
-//	m.Resync(namespace)                      // on ConfigMap/Secret changes: refresh volumes now
+//	kubeletserver: *Manager is its Pods and OutputAttacher
 //
 // The runtime must be opened (runtime.Open re-adopts containers) before Run
-// and closed after it returns. The agent calls runtime.SetChildSubreaper and
-// runs runtime.ReapOrphans. Image GC's in-use set is the skiff.image.id
-// label of runtime.List.
+// and closed after it returns; the image store likewise. The agent calls
+// runtime.SetChildSubreaper and runs runtime.ReapOrphans. Image GC's in-use
+// set is the skiff.image.id label of runtime.List. Sources that implement
+// PodRegistrar (podsources) get RegisterPod on every sync where the pod
+// object changed and UnregisterPod once it is cleaned up; Resync(namespace)
+// re-syncs a namespace's pods (all with "").
 //
 // # Per pod
 //

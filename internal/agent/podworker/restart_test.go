@@ -262,3 +262,22 @@ func TestConfigMapVolumeUpdate(t *testing.T) {
 	e.client.CoreV1().Pods("default").Delete(ctx, "cmpod", metav1.DeleteOptions{})
 	e.waitGone("default", "cmpod", 30*time.Second)
 }
+
+// TestForceDeleted: a pod force-deleted (grace 0) while it runs is cleaned
+// up from the informer's delete event.
+func TestForceDeleted(t *testing.T) {
+	e := newEnv(t)
+	pod := simplePod("forced", corev1.Container{Name: "c", Command: []string{"sleep", "3600"}})
+	created := e.createPod(pod)
+	e.waitPod("default", "forced", 30*time.Second, "Running", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
+	netns, _ := e.m.PodNetNS("default", "forced")
+	if err := e.client.CoreV1().Pods("default").Delete(context.Background(), "forced", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "cleanup", func() bool {
+		cs, _ := e.rt.List()
+		sbs, _ := e.rt.ListSandboxes()
+		return len(cs) == 0 && len(sbs) == 0 && !exists(netns) && len(e.podCgroups(string(created.UID))) == 0 &&
+			!exists(filepath.Join(e.dir, "pods", string(created.UID)))
+	})
+}
