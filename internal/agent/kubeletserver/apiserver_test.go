@@ -3,6 +3,7 @@ package kubeletserver
 import (
 	"context"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +13,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/remotecommand"
 )
 
 // TestAPIServerPodLogs checks the API server's side of pods/log and
@@ -96,6 +99,36 @@ func TestAPIServerPodLogs(t *testing.T) {
 		se, ok := err.(apierrors.APIStatus)
 		if !ok || se.Status().Code != tc.code || !strings.Contains(se.Status().Message, tc.msg) {
 			t.Errorf("exec %s: %v; want %d %q", tc.pod, err, tc.code, tc.msg)
+		}
+	}
+}
+
+// An unreachable node: the upgrade fails with kube-apiserver's wording.
+func TestAPIServerExecNodeUnreachable(t *testing.T) {
+	p := newTestPKI(t)
+	cfg, client := startAPIServer(t, p)
+	ctx := context.Background()
+	addNode(t, client, "gone", 1)
+	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	createPodSpec(t, client, "far", "gone", []string{"c"}, map[string]string{"c": "z"})
+	req := client.CoreV1().RESTClient().Post().Resource("pods").Namespace("default").Name("far").SubResource("exec").
+		VersionedParams(&corev1.PodExecOptions{Command: []string{"true"}, Stdout: true}, scheme.ParameterCodec)
+	for _, proto := range []string{"spdy", "websocket"} {
+		var ex remotecommand.Executor
+		var err error
+		if proto == "spdy" {
+			ex, err = remotecommand.NewSPDYExecutor(cfg, "POST", req.URL())
+		} else {
+			ex, err = remotecommand.NewWebSocketExecutor(cfg, "GET", req.URL().String())
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: io.Discard})
+		if err == nil || !strings.Contains(err.Error(), "error dialing backend") || !strings.Contains(err.Error(), "connection refused") {
+			t.Errorf("%s: %v", proto, err)
 		}
 	}
 }

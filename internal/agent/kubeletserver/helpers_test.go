@@ -273,6 +273,11 @@ func newRuntime(t testing.TB) *runtime.Runtime {
 		defer cancel()
 		cs, _ := rt.List()
 		for _, c := range cs {
+			// Stop first, as the pod worker does: Delete of a running
+			// container races with the runtime recording its exit.
+			if _, err := rt.Stop(ctx, c.ID, 0); err != nil {
+				t.Errorf("cleanup: stop %s: %v", c.ID, err)
+			}
 			if err := rt.Delete(ctx, c.ID); err != nil {
 				t.Errorf("cleanup: delete %s: %v", c.ID, err)
 			}

@@ -374,17 +374,30 @@ func attachOutput(t *testing.T, kubectl, kubeconfig string) {
 	}
 }
 
-var forwardingRE = regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+) -> 8080`)
+var forwardingRE = regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+) -> (\d+)`)
 
-func portForward(t *testing.T, kubectl, kubeconfig string) {
-	lines, stderr := startKubectl(t, kubectl, kubeconfig, "port-forward", "pod/web", ":8080")
-	var local string
-	for local == "" {
+func startPortForward(t *testing.T, kubectl, kubeconfig, port string) (string, *bytes.Buffer) {
+	lines, stderr := startKubectl(t, kubectl, kubeconfig, "port-forward", "pod/web", ":"+port)
+	for {
 		l := nextLine(t, lines, "port-forward", stderr)
-		if m := forwardingRE.FindStringSubmatch(l); m != nil {
-			local = m[1]
+		if m := forwardingRE.FindStringSubmatch(l); m != nil && m[2] == port {
+			return m[1], stderr
 		}
 	}
+}
+
+func portForward(t *testing.T, kubectl, kubeconfig string) {
+	// Nothing listens on 9999 in the pod: the connection fails, kubectl says why.
+	local, stderr := startPortForward(t, kubectl, kubeconfig, "9999")
+	if resp, err := (&http.Client{Timeout: 20 * time.Second}).Get("http://127.0.0.1:" + local + "/"); err == nil {
+		resp.Body.Close()
+		t.Errorf("port-forward to a closed port: got %d", resp.StatusCode)
+	}
+	waitFor(t, "kubectl to report the failed connection", func() bool {
+		return strings.Contains(stderr.String(), "failed to connect to localhost:9999 inside namespace")
+	})
+
+	local, stderr = startPortForward(t, kubectl, kubeconfig, "8080")
 	c := &http.Client{Timeout: 20 * time.Second}
 	for i := range 3 { // several connections over one forwarding session
 		resp, err := c.Get("http://127.0.0.1:" + local + "/")
