@@ -297,12 +297,12 @@ func waitLog(t *testing.T, path, want string) {
 }
 
 // startKubectl runs a long-lived kubectl and returns its stdout lines.
-func startKubectl(t *testing.T, kubectl, kubeconfig string, args ...string) (<-chan string, *bytes.Buffer) {
+func startKubectl(t *testing.T, kubectl, kubeconfig string, args ...string) (<-chan string, *syncBuffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig", kubeconfig}, args...)...)
-	var errb bytes.Buffer
-	cmd.Stderr = &errb
+	errb := &syncBuffer{}
+	cmd.Stderr = errb
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -325,10 +325,10 @@ func startKubectl(t *testing.T, kubectl, kubeconfig string, args ...string) (<-c
 		cancel()
 		_ = cmd.Wait()
 	})
-	return lines, &errb
+	return lines, errb
 }
 
-func nextLine(t *testing.T, lines <-chan string, what string, stderr *bytes.Buffer) string {
+func nextLine(t *testing.T, lines <-chan string, what string, stderr *syncBuffer) string {
 	t.Helper()
 	select {
 	case l, ok := <-lines:
@@ -376,7 +376,7 @@ func attachOutput(t *testing.T, kubectl, kubeconfig string) {
 
 var forwardingRE = regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+) -> (\d+)`)
 
-func startPortForward(t *testing.T, kubectl, kubeconfig, port string) (string, *bytes.Buffer) {
+func startPortForward(t *testing.T, kubectl, kubeconfig, port string) (string, *syncBuffer) {
 	lines, stderr := startKubectl(t, kubectl, kubeconfig, "port-forward", "pod/web", ":"+port)
 	for {
 		l := nextLine(t, lines, "port-forward", stderr)
@@ -389,11 +389,11 @@ func startPortForward(t *testing.T, kubectl, kubeconfig, port string) (string, *
 func portForward(t *testing.T, kubectl, kubeconfig string) {
 	// Nothing listens on 9999 in the pod: the connection fails, kubectl says why.
 	local, stderr := startPortForward(t, kubectl, kubeconfig, "9999")
-	if resp, err := (&http.Client{Timeout: 20 * time.Second}).Get("http://127.0.0.1:" + local + "/"); err == nil {
-		resp.Body.Close()
-		t.Errorf("port-forward to a closed port: got %d", resp.StatusCode)
-	}
 	waitFor(t, "kubectl to report the failed connection", func() bool {
+		if resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://127.0.0.1:" + local + "/"); err == nil {
+			resp.Body.Close()
+			t.Errorf("port-forward to a closed port: got %d", resp.StatusCode)
+		}
 		return strings.Contains(stderr.String(), "failed to connect to localhost:9999 inside namespace")
 	})
 
