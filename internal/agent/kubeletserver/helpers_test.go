@@ -208,6 +208,9 @@ func writeCRILog(t testing.TB, path string, start time.Time, lines ...string) {
 
 func requireRoot(t testing.TB) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test with real containers (-short)")
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (namespaces, cgroups, mounts)")
 	}
