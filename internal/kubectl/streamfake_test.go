@@ -278,6 +278,11 @@ func (f *streamFake) serveV5(w http.ResponseWriter, req *http.Request, rt *fakeR
 		return
 	}
 	defer conn.Close()
+	// client-go's v5 client sets up its streams only after the upgrade
+	// returns and drops frames (and, on close, fails with "closed all
+	// streams") before that; a real server is never this fast, so give
+	// it a moment.
+	time.Sleep(100 * time.Millisecond)
 	resize := make(chan remotecommand.TerminalSize, 4)
 	if opts.TTY {
 		go func() {

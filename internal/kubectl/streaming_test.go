@@ -210,6 +210,15 @@ var streamCases = [][]string{
 	{"exec", "one", "--pod-running-timeout=0"},
 	{"-n", "kube-system", "exec", "one", "--", "echo"},
 	{"-n", "kube-system", "logs", "one"},
+	{"logs", "frob/x"},
+	{"exec", "frob/x", "--", "echo"},
+	{"port-forward", "frob/x", "80"},
+	{"logs", "pod/"},
+	{"attach", "deploy", "web"},
+	{"attach", "frob", "web"},
+	{"logs", "-f", "-l", "app=web", "--prefix"},
+	{"logs", "-f", "deploy/web", "--all-pods", "--timestamps"},
+	{"logs", "-f", "multi", "--all-containers"},
 }
 
 // TestStreamingVerbsMatchUpstream runs every case with Run and with
@@ -229,6 +238,14 @@ func TestStreamingVerbsMatchUpstream(t *testing.T) {
 			}
 			ours := runOurs(t, kc, "in1\nin2\n", args...)
 			ourCall := f.lastCall()
+			// kubectl reads several containers' or pods' logs in map
+			// order; ours are in pod order, then spec order (init,
+			// regular, ephemeral), and following runs them in parallel.
+			line := strings.Join(args, " ")
+			unordered := args[0] == "logs" && (strings.Contains(line, "--all-") || strings.Contains(line, "-l app=web"))
+			if unordered {
+				ours.stdout = sortLines(ours.stdout)
+			}
 			transcript.WriteString("$ kubectl " + strings.Join(args, " ") + "\n" + ours.stdout)
 			if ours.stderr != "" {
 				transcript.WriteString("[stderr] " + ours.stderr)
@@ -248,10 +265,8 @@ func TestStreamingVerbsMatchUpstream(t *testing.T) {
 			up := runUpstream(t, bin, kc, "in1\nin2\n", args...)
 			upCall := f.lastCall()
 			up.stderr = normalizeStderr(up.stderr)
-			if line := strings.Join(args, " "); args[0] == "logs" && (strings.Contains(line, "--all-") || strings.Contains(line, "-l app=web")) {
-				// kubectl reads the containers in map order; ours are in
-				// pod order, then spec order (init, regular, ephemeral).
-				up.stdout, ours.stdout = sortLines(up.stdout), sortLines(ours.stdout)
+			if unordered {
+				up.stdout = sortLines(up.stdout)
 				upCall, ourCall = streamCall{}, streamCall{}
 			}
 			ours.stderr = normalizeStderr(ours.stderr)
