@@ -33,6 +33,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		},
 		Commands: []*cli.Command{
 			serverCommand(),
+			agentCommand(),
 			kubectlCommand(stdin, stdout, stderr),
 			simCommand(),
 			tokenCommand(),
@@ -94,7 +95,7 @@ func serverCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "server",
 		Usage: "run the control plane (and, unless --disable-agent, an agent)",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "data-dir", Aliases: []string{"d"}, Value: server.DefaultDataDir, EnvVars: []string{"SKIFF_DATA_DIR"}, Usage: "where state is kept"},
 			&cli.StringFlag{Name: "bind-address", Value: "0.0.0.0", Usage: "address the API server listens on"},
 			&cli.IntFlag{Name: "https-listen-port", Value: 6443, Usage: "API server port"},
@@ -117,7 +118,7 @@ func serverCommand() *cli.Command {
 			&cli.DurationFlag{Name: "event-ttl", Value: server.DefaultEventTTL, Usage: "how long events are kept"},
 			&cli.BoolFlag{Name: "disable-scheduler", Usage: "do not run the scheduler"},
 			&cli.BoolFlag{Name: "disable-controller-manager", Usage: "do not run the controllers"},
-		},
+		}, agentFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return cli.Exit(fmt.Sprintf("skiff server: unexpected argument %q", c.Args().First()), 2)
@@ -160,10 +161,17 @@ func serverCommand() *cli.Command {
 			if err != nil {
 				return cli.Exit(fmt.Sprintf("skiff server: %v", err), 2)
 			}
-			if !c.Bool("disable-agent") {
-				log.Warn("the agent is not part of this version yet; running the control plane only", "component", "cli")
+			if c.Bool("disable-agent") {
+				return srv.Run(c.Context)
 			}
-			return srv.Run(c.Context)
+			acfg, err := agentConfig(c)
+			if err != nil {
+				return cli.Exit("skiff server: "+err.Error(), 2)
+			}
+			acfg.DataDir = cfg.DataDir
+			acfg.ClusterDomain = cfg.ClusterDomain
+			acfg.Logger = log
+			return runServerWithAgent(c.Context, srv, acfg)
 		},
 	}
 }
