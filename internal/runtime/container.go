@@ -579,6 +579,19 @@ func (r *Runtime) Delete(ctx context.Context, id string) error {
 	return r.cleanup(id, c)
 }
 
+// removeAllRetry is os.RemoveAll, retried a few times when a concurrent
+// writer (State recording an unknown exit) adds a file meanwhile.
+func removeAllRetry(dir string) error {
+	var err error
+	for range 5 {
+		if err = os.RemoveAll(dir); err == nil || !errors.Is(err, unix.ENOTEMPTY) {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return err
+}
+
 // cleanup destroys c (when known), unmounts the rootfs and removes the
 // container's directories.
 func (r *Runtime) cleanup(id string, c *libcontainer.Container) error {
@@ -594,15 +607,24 @@ func (r *Runtime) cleanup(id string, c *libcontainer.Container) error {
 		}
 	}
 	r.mu.Lock()
-	if w := r.watchers[id]; w != nil {
+	w := r.watchers[id]
+	if w != nil {
 		w.stop()
 		delete(r.watchers, id)
 	}
 	r.mu.Unlock()
+	if w != nil {
+		// The watcher may be recording the exit (exit.json) right now:
+		// removing the directory under it fails with ENOTEMPTY.
+		select {
+		case <-w.done:
+		case <-time.After(2 * time.Second):
+		}
+	}
 	dir := r.containerDir(id)
 	if err := unmountAll(filepath.Join(dir, "rootfs")); err != nil {
 		errs = append(errs, err)
-	} else if err := os.RemoveAll(dir); err != nil {
+	} else if err := removeAllRetry(dir); err != nil {
 		errs = append(errs, err)
 	}
 	if err := os.RemoveAll(filepath.Join(r.stateRoot, id)); err != nil {
