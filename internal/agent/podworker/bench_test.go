@@ -139,6 +139,11 @@ func (e *env) startPods(b *testing.B, n, round int) []time.Duration {
 	for name := range created {
 		e.waitGone("default", name, time.Minute)
 	}
+	waitFor(b, time.Minute, "pods cleaned up", func() bool {
+		cs, _ := e.rt.List()
+		sbs, _ := e.rt.ListSandboxes()
+		return len(cs) == 0 && len(sbs) == 0
+	})
 	b.StartTimer()
 	return out
 }

@@ -198,8 +198,15 @@ func (w *podWorker) ensureImage(ctx context.Context, pod *corev1.Pod, spec *core
 		return nil
 	}
 	policy := image.PullPolicy(spec.ImagePullPolicy)
-	_, getErr := w.m.cfg.Images.Get(ref)
+	present, getErr := w.m.cfg.Images.Get(ref)
 	pull, err := image.ShouldPull(policy, ref, getErr == nil)
+	if err == nil && !pull {
+		// No pull: skip Ensure, whose MarkUsed writes (and fsyncs) the
+		// image record under the store's lock for every container.
+		w.m.event(ev, corev1.EventTypeNormal, "Pulled", fmt.Sprintf("Container image %q already present on machine", ref))
+		w.m.markUsed(present.ID)
+		return present
+	}
 	if errors.Is(err, image.ErrNeverPull) {
 		msg := fmt.Sprintf("Container image %q is not present with pull policy of Never", ref)
 		w.m.event(ev, corev1.EventTypeWarning, ReasonErrImageNeverPull, msg)
@@ -264,10 +271,12 @@ func (m *Manager) services(ns string) []*corev1.Service {
 // startContainer creates and starts a new instance of spec.
 func (w *podWorker) startContainer(ctx context.Context, pod *corev1.Pod, spec *corev1.Container, isInit bool) {
 	m := w.m
+	t0 := time.Now()
 	img := w.ensureImage(ctx, pod, spec)
 	if img == nil {
 		return
 	}
+	tImage := time.Since(t0)
 	c := w.ctr(spec.Name)
 	attempt := 0
 	if cur := c.current(); cur != nil {
@@ -320,6 +329,7 @@ func (w *podWorker) startContainer(ctx context.Context, pod *corev1.Pod, spec *c
 		w.configError(pod, spec, ReasonCreateContainerError, err)
 		return
 	}
+	tPrep := time.Since(t0)
 	_, err = m.rt.Create(ctx, runtime.ContainerConfig{
 		ID: id, SandboxID: string(pod.UID), Rootfs: runtime.Rootfs{Lowerdirs: lower},
 		Args: cs.Args, Env: cs.Env, WorkingDir: cs.WorkingDir,
@@ -351,6 +361,7 @@ func (w *podWorker) startContainer(ctx context.Context, pod *corev1.Pod, spec *c
 		state: &runtime.State{ID: id, Status: runtime.StatusCreated},
 	}
 	w.addInstance(ctx, c, in)
+	tCreate := time.Since(t0)
 	m.event(podRef(pod, spec.Name), corev1.EventTypeNormal, "Created", "Created container: "+spec.Name)
 	if err := m.rt.Start(ctx, id); err != nil {
 		m.event(podRef(pod, spec.Name), corev1.EventTypeWarning, "Failed", "Error: "+err.Error())
@@ -365,7 +376,8 @@ func (w *podWorker) startContainer(ctx context.Context, pod *corev1.Pod, spec *c
 		return
 	}
 	m.event(podRef(pod, spec.Name), corev1.EventTypeNormal, "Started", "Started container "+spec.Name)
-	m.cfg.Images.MarkUsed(img.ID)
+	m.log.Debug("container started", "pod", klogKey(pod), "container", spec.Name, "id", id, "image", tImage,
+		"prepare", tPrep-tImage, "create", tCreate-tPrep, "start", time.Since(t0)-tCreate)
 	if st, err := m.rt.State(id); err == nil {
 		w.mu.Lock()
 		in.state = st
@@ -384,6 +396,22 @@ func (w *podWorker) startContainer(ctx context.Context, pod *corev1.Pod, spec *c
 			w.stopInstance(ctx, pod, spec, in, gracePeriod(pod, nil), false)
 		}
 	}
+}
+
+// markUsed records an image's use for image GC's LRU order at most once a
+// minute per image: Store.MarkUsed persists the record synchronously under
+// the store's lock, which 50 containers starting at once would queue on.
+func (m *Manager) markUsed(id string) {
+	m.usedMu.Lock()
+	last, ok := m.used[id]
+	now := time.Now()
+	if ok && now.Sub(last) < time.Minute {
+		m.usedMu.Unlock()
+		return
+	}
+	m.used[id] = now
+	m.usedMu.Unlock()
+	m.cfg.Images.MarkUsed(id)
 }
 
 // ref2name is the normalised image name the status shows.

@@ -210,13 +210,22 @@ func (e *env) cleanupHost() {
 	defer rt.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	// Every test deletes its pods: whatever is left is a leak of the pod
+	// worker (reported, then removed).
 	cs, _ := rt.List()
+	sbs, _ := rt.ListSandboxes()
+	mounts := mountsUnder(e.dir)
+	podCgroups, _ := filepath.Glob("/sys/fs/cgroup/*/" + e.cgParent + "/kubepods/*pod*")
+	more, _ := filepath.Glob("/sys/fs/cgroup/*/" + e.cgParent + "/kubepods/*/pod*")
+	podCgroups = append(podCgroups, more...)
+	if !t.Failed() && len(cs)+len(sbs)+len(mounts)+len(podCgroups) > 0 {
+		t.Errorf("left behind: %d containers, %d sandboxes, mounts %v, cgroups %v", len(cs), len(sbs), mounts, podCgroups)
+	}
 	for _, c := range cs {
 		if err := rt.Delete(ctx, c.ID); err != nil {
 			t.Errorf("cleanup: delete %s: %v", c.ID, err)
 		}
 	}
-	sbs, _ := rt.ListSandboxes()
 	for _, sb := range sbs {
 		if err := rt.RemoveSandbox(ctx, sb.ID); err != nil {
 			t.Errorf("cleanup: remove sandbox %s: %v", sb.ID, err)

@@ -123,6 +123,9 @@ type Manager struct {
 	ctx      context.Context // Run's; nil before
 	wg       sync.WaitGroup
 	started  chan struct{}
+
+	usedMu sync.Mutex
+	used   map[string]time.Time // image ID → last MarkUsed
 }
 
 // New validates cfg. It starts nothing.
@@ -166,6 +169,7 @@ func New(cfg Config) (*Manager, error) {
 		workers:  map[types.UID]*podWorker{},
 		byName:   map[string]types.UID{},
 		finished: map[types.UID]time.Time{},
+		used:     map[string]time.Time{},
 		started:  make(chan struct{}),
 	}
 	pm, err := prober.New(prober.Config{
