@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -82,10 +83,28 @@ func (q quietInfo) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (q quietInfo) Handle(ctx context.Context, r slog.Record) error {
-	if r.Level == slog.LevelInfo {
+	if r.Level == slog.LevelInfo || closedConnNoise(r) {
 		r.Level = slog.LevelDebug
 	}
+	if !q.Handler.Enabled(ctx, r.Level) {
+		return nil
+	}
 	return q.Handler.Handle(ctx, r)
+}
+
+// closedConnNoise is spdystream's report of a stream connection closed by
+// its own side at the end of every exec/attach/port-forward session; it is
+// logged as an error but is the normal end.
+func closedConnNoise(r slog.Record) bool {
+	if r.Message != "Error on socket receive" {
+		return false
+	}
+	noise := false
+	r.Attrs(func(a slog.Attr) bool {
+		noise = strings.Contains(a.Value.String(), "use of closed network connection")
+		return !noise
+	})
+	return noise
 }
 
 func (q quietInfo) WithAttrs(a []slog.Attr) slog.Handler { return quietInfo{q.Handler.WithAttrs(a)} }

@@ -155,3 +155,14 @@ func podReady(p *corev1.Pod) bool {
 	}
 	return false
 }
+
+// waitServiceAccount waits for the namespace's default ServiceAccount, which
+// the controllers create just after start-up: pods are refused without it.
+func (c *cluster) waitServiceAccount(ns string) {
+	c.t.Helper()
+	client := c.client()
+	c.eventually(30*time.Second, "ServiceAccount "+ns+"/default", func() bool {
+		_, err := client.CoreV1().ServiceAccounts(ns).Get(context.Background(), "default", metav1.GetOptions{})
+		return err == nil
+	})
+}
