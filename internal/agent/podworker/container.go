@@ -330,6 +330,7 @@ func (w *podWorker) startContainer(ctx context.Context, pod *corev1.Pod, spec *c
 		return
 	}
 	tPrep := time.Since(t0)
+	release := m.acquireStart(ctx)
 	_, err = m.rt.Create(ctx, runtime.ContainerConfig{
 		ID: id, SandboxID: string(pod.UID), Rootfs: runtime.Rootfs{Lowerdirs: lower},
 		Args: cs.Args, Env: cs.Env, WorkingDir: cs.WorkingDir,
@@ -346,6 +347,7 @@ func (w *podWorker) startContainer(ctx context.Context, pod *corev1.Pod, spec *c
 	out.ReleaseWriter()
 	errf.ReleaseWriter()
 	if err != nil {
+		release()
 		lw.Close()
 		out.Close()
 		errf.Close()
@@ -363,7 +365,9 @@ func (w *podWorker) startContainer(ctx context.Context, pod *corev1.Pod, spec *c
 	w.addInstance(ctx, c, in)
 	tCreate := time.Since(t0)
 	m.event(podRef(pod, spec.Name), corev1.EventTypeNormal, "Created", "Created container: "+spec.Name)
-	if err := m.rt.Start(ctx, id); err != nil {
+	err = m.rt.Start(ctx, id)
+	release()
+	if err != nil {
 		m.event(podRef(pod, spec.Name), corev1.EventTypeWarning, "Failed", "Error: "+err.Error())
 		if st, serr := m.rt.State(id); serr == nil {
 			w.mu.Lock()
@@ -395,6 +399,20 @@ func (w *podWorker) startContainer(ctx context.Context, pod *corev1.Pod, spec *c
 			in.probed = false
 			w.stopInstance(ctx, pod, spec, in, gracePeriod(pod, nil), false)
 		}
+	}
+}
+
+// acquireStart bounds how many containers are being created and started
+// at once (Config.MaxParallelStarts); it returns the release function.
+func (m *Manager) acquireStart(ctx context.Context) func() {
+	if m.startSem == nil {
+		return func() {}
+	}
+	select {
+	case m.startSem <- struct{}{}:
+		return func() { <-m.startSem }
+	case <-ctx.Done():
+		return func() {}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -162,6 +163,7 @@ func (e *env) start() {
 		Sources: e.src, Services: e.src.Services, NodeIPs: []string{"10.0.0.1"},
 		HostResolvConf: []byte("nameserver 10.0.0.53\n"), ClusterDomain: "cluster.local",
 		Recorder: e.events.Recorder("kubelet"), Logger: log,
+		MaxParallelStarts: envInt("PODWORKER_MAX_STARTS"), // benchmarks compare settings
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -414,3 +416,8 @@ func simplePod(name string, containers ...corev1.Container) *corev1.Pod {
 }
 
 func jsonMarshalIndent(v any) ([]byte, error) { return json.MarshalIndent(v, "", "  ") }
+
+func envInt(name string) int {
+	n, _ := strconv.Atoi(os.Getenv(name))
+	return n
+}
