@@ -1,9 +1,12 @@
 package kubectl
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -14,9 +17,13 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilhttpstream "k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
+	"k8s.io/client-go/transport/spdy"
 	"k8s.io/streaming/pkg/httpstream"
 )
 
@@ -380,7 +387,11 @@ func (s *streams) monitorSize(plusOne bool) remotecommand.TerminalSizeQueue {
 // newExecutor is kubectl's: WebSocket (v5.channel.k8s.io) first, SPDY
 // when the upgrade fails, unless KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false.
 func newExecutor(cfg *rest.Config, u *url.URL) (remotecommand.Executor, error) {
-	exec, err := remotecommand.NewSPDYExecutor(cfg, "POST", u)
+	transport, upgrader, err := spdy.RoundTripperFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	exec, err := remotecommand.NewSPDYExecutorForTransports(transport, statusUpgrader{upgrader}, "POST", u)
 	if err != nil {
 		return nil, err
 	}
@@ -394,6 +405,27 @@ func newExecutor(cfg *rest.Config, u *url.URL) (remotecommand.Executor, error) {
 	return remotecommand.NewFallbackExecutor(ws, exec, func(err error) bool {
 		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
 	})
+}
+
+// statusUpgrader turns a refused SPDY upgrade carrying a Status into the
+// API error, as client-go 1.32 (kubectl's) did and 1.37 no longer does:
+// "Error from server (BadRequest): container x is not valid for pod y"
+// rather than "error: unable to upgrade connection: …".
+type statusUpgrader struct{ spdy.Upgrader }
+
+func (u statusUpgrader) NewConnection(resp *http.Response) (utilhttpstream.Connection, error) {
+	if resp.StatusCode != http.StatusSwitchingProtocols && resp.Body != nil {
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil {
+			var st metav1.Status
+			if json.Unmarshal(body, &st) == nil && st.Kind == "Status" {
+				return nil, &apierrors.StatusError{ErrStatus: st}
+			}
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	return u.Upgrader.NewConnection(resp)
 }
 
 // websocketsDisabled reads one of kubectl's feature gate variables.

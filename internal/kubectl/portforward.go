@@ -94,7 +94,7 @@ func runPortForward(e *env, o *portForwardOptions, args []string) error {
 	if err != nil {
 		return err
 	}
-	dialer := spdy.NewDialerForStreaming(upgrader, &http.Client{Transport: transport}, "POST", u)
+	dialer := spdy.NewDialerForStreaming(statusUpgrader{upgrader}, &http.Client{Transport: transport}, "POST", u)
 	if !websocketsDisabled("KUBECTL_PORT_FORWARD_WEBSOCKETS") {
 		tunnel, err := portforward.NewSPDYOverWebsocketDialerForStreaming(u, e.restConfig)
 		if err != nil {

@@ -154,6 +154,18 @@ func (f *streamFake) serveSub(w http.ResponseWriter, req *http.Request, ns, name
 	if wsstream.IsWebSocketRequest(req) {
 		transport = "websocket"
 	}
+	if container != "" && (sub == "exec" || sub == "attach" || sub == "log") {
+		known := false
+		for _, c := range append(append([]corev1.Container{}, pod.Spec.InitContainers...), pod.Spec.Containers...) {
+			known = known || c.Name == container
+		}
+		if !known {
+			// The API server's check, before any upgrade.
+			f.record(streamCall{verb: sub, pod: name, container: container, transport: transport, query: q})
+			writeStatus(w, apierrors.NewBadRequest(fmt.Sprintf("container %s is not valid for pod %s", container, name)))
+			return
+		}
+	}
 	switch sub {
 	case "exec", "attach":
 		// The API server turns PodExecOptions into the kubelet's
