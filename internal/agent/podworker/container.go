@@ -216,6 +216,9 @@ func (w *podWorker) ensureImage(ctx context.Context, pod *corev1.Pod, spec *core
 	kc, err := w.keychain(pod)
 	if err == nil {
 		if pull {
+			// A pull may take long: show the pod as Pending with its
+			// containers waiting (ContainerCreating) meanwhile.
+			w.report(ctx, pod, false)
 			w.m.event(ev, corev1.EventTypeNormal, "Pulling", fmt.Sprintf("Pulling image %q", ref))
 		}
 		t0 := time.Now()

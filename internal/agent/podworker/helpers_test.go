@@ -96,13 +96,20 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
+	return newEnvWith(t, image.Options{})
+}
+
+// newEnvWith is newEnv with image store options (insecure registries).
+func newEnvWith(t testing.TB, imgOpts image.Options) *env {
+	t.Helper()
 	requireRoot(t)
 	api := controllertest.Start(t)
 	e := &env{t: t, api: api, client: api.Client, dir: t.TempDir(), logs: &lockedBuffer{}}
 	e.rtRoot = filepath.Join(e.dir, "containers")
 	e.netnsDir = filepath.Join(e.dir, "netns")
 	e.cgParent = fmt.Sprintf("skiff-pwtest-%d-%d", os.Getpid(), testSeq.Add(1))
-	st, err := image.Open(filepath.Join(e.dir, "image-store"), image.Options{Logger: slog.New(slog.DiscardHandler)})
+	imgOpts.Logger = slog.New(slog.DiscardHandler)
+	st, err := image.Open(filepath.Join(e.dir, "image-store"), imgOpts)
 	if err != nil {
 		t.Fatal(err)
 	}

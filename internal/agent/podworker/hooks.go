@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -23,7 +24,7 @@ import (
 func (w *podWorker) runHook(ctx context.Context, pod *corev1.Pod, spec *corev1.Container, in *instance, h *corev1.LifecycleHandler) (string, error) {
 	switch {
 	case h.Exec != nil:
-		var out bytes.Buffer
+		var out lockedWriter // stdout and stderr are copied concurrently
 		code, err := w.m.rt.Exec(ctx, in.id, runtime.ExecConfig{Args: h.Exec.Command, Stdout: &out, Stderr: &out})
 		if err != nil {
 			return out.String(), err
@@ -42,6 +43,24 @@ func (w *podWorker) runHook(ctx context.Context, pod *corev1.Pod, spec *corev1.C
 		return "", nil
 	}
 	return "", fmt.Errorf("invalid lifecycle handler")
+}
+
+// lockedWriter is a bytes.Buffer safe for concurrent writers.
+type lockedWriter struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
 
 func (w *podWorker) httpHook(ctx context.Context, pod *corev1.Pod, spec *corev1.Container, g *corev1.HTTPGetAction) (string, error) {
