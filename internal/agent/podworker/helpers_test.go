@@ -135,6 +135,19 @@ func newEnvWith(t testing.TB, imgOpts image.Options) *env {
 	})
 	e.src = src
 	t.Cleanup(func() {
+		// Pods deleted at once by the API (terminal ones, force-deleted)
+		// are cleaned up after they left it: give the workers the time.
+		if e.m != nil && !t.Failed() {
+			deadline := time.Now().Add(20 * time.Second)
+			for time.Now().Before(deadline) {
+				cs, _ := e.rt.List()
+				sbs, _ := e.rt.ListSandboxes()
+				if len(cs)+len(sbs) == 0 {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
 		e.stop()
 		e.cleanupHost()
 		st.Close()
