@@ -113,5 +113,8 @@
 //   - No pod-level resize, ephemeral containers, image volume, static pods,
 //     eviction, or spec-hash restarts (a changed image does not restart the
 //     container).
-//   - A pod being deleted is not first reported with a terminal phase.
+//   - A pod being deleted is not first reported with a terminal phase
+//     (kubelet ≥ 1.27 does): the API server deletes a terminal pod that
+//     has a deletionTimestamp at once, so the pod would leave the API
+//     before its node has cleaned up.
 package podworker

@@ -197,7 +197,7 @@ func New(cfg Config) (*Manager, error) {
 }
 
 // Started is closed once Run has re-adopted the runtime's containers and
-// the pod informer has synced.
+// the pod informer has synced; never, if Run returns first (select on both).
 func (m *Manager) Started() <-chan struct{} { return m.started }
 
 // Run watches the node's pods and runs them until ctx ends. It then
