@@ -1,5 +1,6 @@
 #!/bin/sh
-# Start a skiff server in the foreground with a demo workload applied.
+# Start a skiff server (with its in-process agent: a one-node cluster) in the
+# foreground and run a demo workload on it.
 # Usage: scripts/run-demo.sh [path/to/skiff]   (DATA_DIR, KUBECONFIG_OUT override paths)
 set -eu
 BIN=${1:-bin/skiff}
@@ -7,10 +8,22 @@ DATA_DIR=${DATA_DIR:-/var/lib/skiff}
 KUBECONFIG_OUT=${KUBECONFIG_OUT:-/etc/skiff/skiff.yaml}
 DIR=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)
 
-"$BIN" server --data-dir "$DATA_DIR" --write-kubeconfig "$KUBECONFIG_OUT" --disable-agent &
+# The demo image is built from the host's busybox-static and handed to the
+# agent through its air-gap directory: no registry is needed.
+mkdir -p "$DATA_DIR/agent/images"
+"$DIR/scripts/busybox-image.sh" "$DATA_DIR/agent/images/demo-busybox.tar" docker.io/library/busybox:stable-skiff >/dev/null
+
+"$BIN" server --data-dir "$DATA_DIR" --write-kubeconfig "$KUBECONFIG_OUT" &
 pid=$!
-sim=
-trap 'kill -TERM $sim $pid 2>/dev/null; wait' INT TERM
+stop() {
+	trap - EXIT
+	kill -TERM $pid 2>/dev/null || true
+	wait $pid 2>/dev/null || true
+	# Containers outlive the agent by design; the demo removes them.
+	"$BIN" killall --data-dir "$DATA_DIR" || true
+}
+trap stop EXIT
+trap 'exit 130' INT TERM
 
 export KUBECONFIG="$KUBECONFIG_OUT"
 i=0
@@ -23,24 +36,28 @@ until [ -s "$KUBECONFIG_OUT" ] && "$BIN" kubectl get namespace default >/dev/nul
 	sleep 0.1
 done
 
-# The agent that runs containers is not built yet: two simulated nodes take
-# the pods instead (they report them Running without starting anything).
-"$BIN" sim --nodes 2 --kubeconfig "$KUBECONFIG_OUT" &
-sim=$!
-
-"$BIN" kubectl apply -f "$DIR/testdata/demo/"
 kubectl=kubectl
 command -v kubectl >/dev/null 2>&1 || kubectl="$BIN kubectl"
-$kubectl rollout status deployment/web --timeout=60s
+# The agent registers the node a moment after the API is up.
+until "$BIN" kubectl get nodes -o name 2>/dev/null | grep -q .; do sleep 0.1; done
+$kubectl wait --for=condition=Ready node --all --timeout=60s >/dev/null
+# Pods need the namespace's default service account, which the controllers
+# create just after start-up.
+until "$BIN" kubectl get serviceaccount default >/dev/null 2>&1; do sleep 0.1; done
+"$BIN" kubectl apply -f "$DIR/testdata/demo/"
+$kubectl rollout status deployment/web --timeout=90s
 "$BIN" kubectl get nodes,pods,svc,endpoints -o wide
+echo
+$kubectl exec deploy/web -- wget -qO- http://localhost:8080/
 cat <<MSG
 
-skiff is running (server pid $pid, simulated nodes pid $sim). Try:
+skiff is running (server pid $pid). Try:
   export KUBECONFIG=$KUBECONFIG_OUT
-  kubectl get ns,svc,deploy -A          # upstream kubectl works unchanged
-  kubectl scale deployment/web --replicas=5 && kubectl get pods -o wide
-  kubectl describe deployment web
-  $BIN kubectl get pods -o wide         # or the embedded client
-Ctrl-C stops the server; state stays in $DATA_DIR.
+  kubectl get pods -o wide                 # upstream kubectl works unchanged
+  kubectl logs deploy/web
+  kubectl exec -it deploy/web -- sh
+  kubectl scale deployment/web --replicas=4 && kubectl get pods -w
+  $BIN kubectl describe deployment web     # or the embedded client
+Ctrl-C stops the server and the demo's containers; state stays in $DATA_DIR.
 MSG
-wait $pid
+wait $pid || true

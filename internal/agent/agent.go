@@ -75,7 +75,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	restCfg := rest.CopyConfig(creds.RESTConfig)
 	restCfg.UserAgent = "skiff-agent/" + cfg.NodeName
-	restCfg.QPS, restCfg.Burst = 50, 100
+	// The kubelet's defaults are 50/100 for a node of up to 110 pods; a pod
+	// start costs a few requests (status, token) and events go through a
+	// client of their own (the kubelet's event-qps), so a burst of pods is
+	// not held back by its own events.
+	restCfg.QPS, restCfg.Burst = 200, 400
 	restCfg.ContentType = "application/vnd.kubernetes.protobuf"
 	restCfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
 	client, err := kubernetes.NewForConfig(restCfg)
@@ -103,8 +107,14 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer rt.Close()
 
+	eventsCfg := rest.CopyConfig(restCfg)
+	eventsCfg.QPS, eventsCfg.Burst = 50, 100
+	eventClient, err := kubernetes.NewForConfig(eventsCfg)
+	if err != nil {
+		return err
+	}
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: eventClient.CoreV1().Events("")})
 	defer broadcaster.Shutdown()
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: cfg.NodeName})
 
