@@ -31,7 +31,9 @@ func TestPullWithImagePullSecrets(t *testing.T) {
 	good := simplePod("pulled", corev1.Container{Name: "c", Image: ref, Command: []string{"sleep", "3600"}})
 	good.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "regcred"}}
 	e.createPod(good)
-	bad := simplePod("denied", corev1.Container{Name: "c", Image: ref, Command: []string{"sleep", "3600"}})
+	// PullAlways: with IfNotPresent the image the other pod pulled would
+	// do (as in Kubernetes before KEP-2535).
+	bad := simplePod("denied", corev1.Container{Name: "c", Image: ref, Command: []string{"sleep", "3600"}, ImagePullPolicy: corev1.PullAlways})
 	e.createPod(bad)
 
 	p := e.waitPod("default", "pulled", 60*time.Second, "Running", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
