@@ -34,7 +34,9 @@ func KillAll(ctx context.Context, dataDir, cgroupRoot string, log *slog.Logger) 
 	var errs []error
 	root := filepath.Join(dir, "containers")
 	if _, err := os.Stat(root); err == nil {
-		rt, err := runtime.Open(root, runtime.Options{CgroupParent: cgroupRoot, Logger: log})
+		// Re-adopting each container is logged at info; not news here.
+		rtLog := slog.New(minLevel{log.Handler(), slog.LevelWarn})
+		rt, err := runtime.Open(root, runtime.Options{CgroupParent: cgroupRoot, Logger: rtLog})
 		if err != nil {
 			return err
 		}
@@ -49,6 +51,9 @@ func KillAll(ctx context.Context, dataDir, cgroupRoot string, log *slog.Logger) 
 			if err := rt.Delete(ctx, s.ID); err != nil {
 				errs = append(errs, fmt.Errorf("delete %s: %w", s.ID, err))
 			}
+		}
+		if len(states) > 0 {
+			log.Info("stopped and removed containers", "count", len(states))
 		}
 		sbs, err := rt.ListSandboxes()
 		if err != nil {
@@ -168,3 +173,16 @@ func removeCgroupEverywhere(rel string) error {
 	}
 	return errors.Join(errs...)
 }
+
+// minLevel drops records below a level.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(a []slog.Attr) slog.Handler { return minLevel{h.Handler.WithAttrs(a), h.min} }
+func (h minLevel) WithGroup(n string) slog.Handler      { return minLevel{h.Handler.WithGroup(n), h.min} }

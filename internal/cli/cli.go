@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 	"k8s.io/klog/v2"
 
@@ -66,6 +67,14 @@ func newLogger(c *cli.Context) *slog.Logger {
 		level = slog.LevelDebug
 	}
 	h := slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})
+	// libcontainer logs through logrus: its debug lines (namespaces, mounts,
+	// exe sealing) only with --debug.
+	logrus.SetOutput(c.App.ErrWriter)
+	if c.Bool("debug") {
+		logrus.SetLevel(logrus.DebugLevel)
+	} else {
+		logrus.SetLevel(logrus.WarnLevel)
+	}
 	// client-go logs through klog; send that through slog too, with its
 	// informational chatter ("Waiting for caches to sync") at debug level.
 	klog.SetSlogLogger(slog.New(quietInfo{h}).With("component", "client-go"))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -24,15 +23,15 @@ func SetChildSubreaper() error {
 // os/exec commands) are reaped by their own waiters, which are blocked in
 // wait and collect them at once; so a zombie is only reaped here when it is
 // still a zombie one scan (≥ 1 s) after it was first seen — an orphan
-// reparented to the subreaper. Scans run on SIGCHLD and every second.
+// reparented to the subreaper. Scans run every second, not on SIGCHLD:
+// starting a burst of containers raises hundreds of SIGCHLDs, each of which
+// would rescan every thread's children for nothing (a zombie must survive a
+// whole scan interval before it is reaped anyway).
 func ReapOrphans(ctx context.Context, logger *slog.Logger) {
 	if logger == nil {
 		logger = slog.Default()
 	}
 	log := logger.With("component", "runtime")
-	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, unix.SIGCHLD)
-	defer signal.Stop(sigc)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	seen := map[int]time.Time{}
@@ -40,7 +39,6 @@ func ReapOrphans(ctx context.Context, logger *slog.Logger) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-sigc:
 		case <-tick.C:
 		}
 		now := time.Now()
