@@ -254,3 +254,16 @@ func (c *cluster) startAgent(name string) *exec.Cmd {
 	})
 	return cmd
 }
+
+// BenchmarkRuntimeFloor is the floor alone: one bare libcontainer
+// create+start at a time, in this (large, k8s-linking) test binary.
+func BenchmarkRuntimeFloor(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		total += runtimeFloor(b, 1)[0]
+	}
+	b.ReportMetric(ms(total/time.Duration(b.N)), "ms/start")
+}

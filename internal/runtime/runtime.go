@@ -17,6 +17,8 @@ import (
 	_ "github.com/opencontainers/cgroups/devices" // device rules for the cgroup managers
 	"github.com/opencontainers/runc/libcontainer"
 	_ "github.com/opencontainers/runc/libcontainer/nsenter" // C constructor for `init`; see ContainerInit
+
+	_ "github.com/skiff-dev/skiff/internal/containerinit" // the `init` hook, run before the k8s.io package inits
 )
 
 // Sentinel errors, wrapped with context by the methods that return them.
