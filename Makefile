@@ -40,7 +40,7 @@ vet:
 # control-plane run over skiff sim (SKIFF_BENCH_NODES/SKIFF_BENCH_PODS). The etcd comparisons run when /usr/bin/etcd exists
 # (apt-get install etcd-server).
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 3s -timeout 60m ./internal/store/... ./internal/apiserver/... ./internal/scheduler/... ./internal/e2e/...
+	$(GO) test -run '^$$' -bench . -benchtime 3s -timeout 60m ./internal/store/... ./internal/apiserver/... ./internal/scheduler/... ./internal/runtime/... ./internal/e2e/...
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeDefaultValidate -fuzztime 60s ./internal/apiserver/
