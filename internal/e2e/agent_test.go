@@ -80,6 +80,14 @@ spec:
 		if out != "in\n" {
 			t.Errorf("exec -i cat: %q", out)
 		}
+		// The embedded client does the same through the same API.
+		out, _, err = c.skiffKubectl("", "exec", "web", "--", "sh", "-c", "echo $GREETING; exit 4")
+		if !errors.As(err, &exit) || exit.ExitCode() != 4 || out != "hello-from-configmap\n" {
+			t.Errorf("skiff kubectl exec: %q, %v", out, err)
+		}
+		if out, errOut, err := c.skiffKubectl("", "logs", "web", "--tail", "1"); err != nil || strings.Count(out, "\n") != 1 {
+			t.Errorf("skiff kubectl logs --tail 1: %q %s %v", out, errOut, err)
+		}
 		// The service-account token is mounted where client libraries look.
 		out = c.mustKubectl(kubectl, "", "exec", "web", "--", "ls", "/var/run/secrets/kubernetes.io/serviceaccount")
 		for _, f := range []string{"ca.crt", "namespace", "token"} {

@@ -161,12 +161,25 @@ func (r *Runtime) Exec(ctx context.Context, id string, cfg ExecConfig) (int, err
 			go func() { _, _ = io.Copy(console, cfg.Stdin) }()
 		}
 		if cfg.Resize != nil {
+			// Stopped and joined before the deferred console.Close (defers
+			// run last-in first-out), so it never touches a closed fd.
+			stop, stopped := make(chan struct{}), make(chan struct{})
 			go func() {
-				for s := range cfg.Resize {
-					_ = unix.IoctlSetWinsize(int(console.Fd()), unix.TIOCSWINSZ,
-						&unix.Winsize{Col: s.Width, Row: s.Height})
+				defer close(stopped)
+				for {
+					select {
+					case s, ok := <-cfg.Resize:
+						if !ok {
+							return
+						}
+						_ = unix.IoctlSetWinsize(int(console.Fd()), unix.TIOCSWINSZ,
+							&unix.Winsize{Col: s.Width, Row: s.Height})
+					case <-stop:
+						return
+					}
 				}
 			}()
+			defer func() { close(stop); <-stopped }()
 		}
 	} else if stdinW != nil {
 		go func() {
