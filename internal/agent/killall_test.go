@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiff-dev/skiff/internal/runtime"
+	"github.com/skiff-dev/skiff/internal/runtime/runtimetest"
 )
 
 // The test binary is also libcontainer's `init`, as skiff's main is.
@@ -41,7 +41,7 @@ func TestKillAllLeavesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rootfs := busyboxRootfs(t)
+	rootfs := runtimetest.BusyboxRootfs(t, nil)
 	c, err := rt.Create(ctx, runtime.ContainerConfig{
 		ID: "killall-c1", SandboxID: sb.ID, Rootfs: runtime.Rootfs{Dir: rootfs},
 		Args: []string{"sleep", "1000"}, CgroupParent: "kubepods/besteffort/podkillall",
@@ -86,24 +86,4 @@ func TestKillAllLeavesNothing(t *testing.T) {
 			t.Errorf("cgroup %s left behind", filepath.Join(base, cgroupRoot))
 		}
 	}
-}
-
-// busyboxRootfs builds a minimal rootfs from /bin/busybox.
-func busyboxRootfs(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "rootfs")
-	for _, d := range []string{"bin", "proc", "dev", "sys", "etc", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if out, err := exec.Command("cp", "/bin/busybox", filepath.Join(dir, "bin/busybox")).CombinedOutput(); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	for _, a := range []string{"sh", "sleep"} {
-		if err := os.Symlink("busybox", filepath.Join(dir, "bin", a)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
 }

@@ -1,20 +1,19 @@
 package runtime
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/cgroups"
+
+	"github.com/skiff-dev/skiff/internal/runtime/runtimetest"
 )
 
 // The test binary is also libcontainer's `init`, as skiff's main is.
@@ -32,51 +31,6 @@ func requireRoot(t testing.TB) {
 	if _, err := os.Stat("/bin/busybox"); err != nil {
 		t.Skip("runtime tests need /bin/busybox (Debian: busybox-static)")
 	}
-}
-
-// busyboxRootfs builds a minimal rootfs from /bin/busybox in a temp dir.
-func busyboxRootfs(t testing.TB) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "rootfs")
-	for _, d := range []string{"bin", "proc", "dev", "sys", "etc", "tmp", "root"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Chmod(filepath.Join(dir, "tmp"), 0o1777); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "bin/busybox"), b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	// As `busybox --install -s`, but with relative links (--install points
-	// them at the host's resolved /proc/self/exe).
-	list, err := exec.Command("/bin/busybox", "--list").Output()
-	if err != nil {
-		t.Fatalf("busybox --list: %v", err)
-	}
-	for _, applet := range strings.Fields(string(list)) {
-		if applet == "busybox" {
-			continue
-		}
-		if err := os.Symlink("busybox", filepath.Join(dir, "bin", applet)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	files := map[string]string{
-		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
-		"etc/group":  "root:x:0:\nnogroup:x:65534:\n",
-	}
-	for p, c := range files {
-		if err := os.WriteFile(filepath.Join(dir, p), []byte(c), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
 }
 
 var testSeq atomic.Int64
@@ -149,43 +103,6 @@ func cleanupRuntime(t testing.TB, root, parent string) {
 	}
 }
 
-// cgroupDirs returns path in every cgroup hierarchy mounted here.
-func cgroupDirs(t testing.TB, path string) []string {
-	if cgroups.IsCgroup2UnifiedMode() {
-		return []string{filepath.Join("/sys/fs/cgroup", path)}
-	}
-	ms, err := cgroups.GetCgroupMounts(true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, m := range ms {
-		out = append(out, filepath.Join(m.Mountpoint, path))
-	}
-	if _, err := os.Stat("/sys/fs/cgroup/unified"); err == nil {
-		out = append(out, filepath.Join("/sys/fs/cgroup/unified", path))
-	}
-	return out
-}
-
-// mountsUnder lists mount points at or below dir.
-func mountsUnder(t testing.TB, dir string) []string {
-	f, err := os.Open("/proc/thread-self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fs := strings.Fields(sc.Text())
-		if len(fs) > 4 && (fs[4] == dir || strings.HasPrefix(fs[4], dir+"/")) {
-			out = append(out, fs[4])
-		}
-	}
-	return out
-}
-
 // run creates and starts a container and waits for it to exit.
 func run(t testing.TB, r *Runtime, cfg ContainerConfig) *State {
 	t.Helper()
@@ -212,3 +129,9 @@ func readFile(t testing.TB, p string) string {
 	}
 	return string(b)
 }
+
+func busyboxRootfs(t testing.TB) string { return runtimetest.BusyboxRootfs(t, nil) }
+
+func cgroupDirs(t testing.TB, path string) []string { return runtimetest.CgroupDirs(t, path) }
+
+func mountsUnder(t testing.TB, dir string) []string { return runtimetest.MountsUnder(t, dir) }

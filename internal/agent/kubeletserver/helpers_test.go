@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -24,6 +23,7 @@ import (
 	"github.com/skiff-dev/skiff/internal/agent/logs"
 	"github.com/skiff-dev/skiff/internal/pki"
 	"github.com/skiff-dev/skiff/internal/runtime"
+	"github.com/skiff-dev/skiff/internal/runtime/runtimetest"
 )
 
 // The test binary is also libcontainer's `init`, as skiff's main is.
@@ -219,46 +219,6 @@ func requireRoot(t testing.TB) {
 	}
 }
 
-// busyboxRootfs builds a minimal rootfs from /bin/busybox.
-func busyboxRootfs(t testing.TB) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "rootfs")
-	for _, d := range []string{"bin", "proc", "dev", "sys", "etc", "tmp", "root", "www"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "bin/busybox"), b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	list, err := exec.Command("/bin/busybox", "--list").Output()
-	if err != nil {
-		t.Fatalf("busybox --list: %v", err)
-	}
-	for _, applet := range strings.Fields(string(list)) {
-		if applet != "busybox" {
-			if err := os.Symlink("busybox", filepath.Join(dir, "bin", applet)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	files := map[string]string{
-		"etc/passwd":     "root:x:0:0:root:/root:/bin/sh\n",
-		"etc/group":      "root:x:0:\n",
-		"www/index.html": "hello from the pod\n",
-	}
-	for p, c := range files {
-		if err := os.WriteFile(filepath.Join(dir, p), []byte(c), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
-
 var cgroupSeq int
 
 // newRuntime opens a runtime in a temp root whose containers and sandboxes
@@ -406,21 +366,8 @@ func (noRuntime) Wait(context.Context, string) (*runtime.State, error) {
 	return nil, runtime.ErrNotFound
 }
 
-// cgroupDirs returns path in every cgroup hierarchy mounted here.
-func cgroupDirs(t testing.TB, path string) []string {
-	if cgroups.IsCgroup2UnifiedMode() {
-		return []string{filepath.Join("/sys/fs/cgroup", path)}
-	}
-	ms, err := cgroups.GetCgroupMounts(true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, m := range ms {
-		out = append(out, filepath.Join(m.Mountpoint, path))
-	}
-	if _, err := os.Stat("/sys/fs/cgroup/unified"); err == nil {
-		out = append(out, filepath.Join("/sys/fs/cgroup/unified", path))
-	}
-	return out
+func busyboxRootfs(t testing.TB) string {
+	return runtimetest.BusyboxRootfs(t, map[string]string{"www/index.html": "hello from the pod\n"})
 }
+
+func cgroupDirs(t testing.TB, path string) []string { return runtimetest.CgroupDirs(t, path) }
