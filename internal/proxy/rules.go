@@ -1,0 +1,199 @@
+package proxy
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// Op is the kind of a Rule.
+type Op int
+
+// Rule kinds. A Rule is data so that desired and applied chains compare by value.
+const (
+	OpJump           Op = iota // jump Target
+	OpGoto                     // goto Target
+	OpNumgenVmap               // numgen random mod len(Targets) vmap { i : goto Targets[i] }
+	OpSaddrMarkMasq            // ip saddr Addr jump mark-for-masquerade
+	OpDNAT                     // meta l4proto Proto dnat to Addr:Port
+	OpLookupVIP                // ip daddr . meta l4proto . th dport vmap @Target
+	OpLookupNodePort           // fib daddr type local meta l4proto . th dport vmap @Target
+	OpSetMark                  // meta mark set meta mark | 0x4000
+	OpReturnUnmarked           // meta mark & 0x4000 == 0 return
+	OpClearMark                // meta mark set meta mark ^ 0x4000
+	OpMasquerade               // masquerade fully-random
+	OpRejectTCP                // meta l4proto tcp reject with tcp reset
+	OpReject                   // reject (icmp port-unreachable)
+)
+
+// Rule is one rule of a chain.
+type Rule struct {
+	Op      Op
+	Target  string // chain or map name
+	Targets []string
+	Addr    netip.Addr
+	Port    uint16
+	Proto   uint8
+}
+
+func (r Rule) String() string {
+	switch r.Op {
+	case OpJump:
+		return "jump " + r.Target
+	case OpGoto:
+		return "goto " + r.Target
+	case OpNumgenVmap:
+		parts := make([]string, len(r.Targets))
+		for i, t := range r.Targets {
+			parts[i] = fmt.Sprintf("%d : goto %s", i, t)
+		}
+		return fmt.Sprintf("numgen random mod %d vmap { %s }", len(r.Targets), strings.Join(parts, ", "))
+	case OpSaddrMarkMasq:
+		return fmt.Sprintf("ip saddr %s jump %s", r.Addr, chainMarkMasq)
+	case OpDNAT:
+		return fmt.Sprintf("meta l4proto %s dnat to %s:%d", protoName(r.Proto), r.Addr, r.Port)
+	case OpLookupVIP:
+		return "ip daddr . meta l4proto . th dport vmap @" + r.Target
+	case OpLookupNodePort:
+		return "fib daddr type local meta l4proto . th dport vmap @" + r.Target
+	case OpSetMark:
+		return fmt.Sprintf("meta mark set meta mark | %#x", MasqueradeMark)
+	case OpReturnUnmarked:
+		return fmt.Sprintf("meta mark & %#x == 0 return", MasqueradeMark)
+	case OpClearMark:
+		return fmt.Sprintf("meta mark set meta mark ^ %#x", MasqueradeMark)
+	case OpMasquerade:
+		return "masquerade fully-random"
+	case OpRejectTCP:
+		return "meta l4proto tcp reject with tcp reset"
+	case OpReject:
+		return "reject"
+	}
+	return fmt.Sprintf("op(%d)", int(r.Op))
+}
+
+func rulesEqual(a, b []Rule) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].String() != b[i].String() {
+			return false
+		}
+	}
+	return true
+}
+
+// exprs builds the rule's expressions. Anonymous sets the rule needs are
+// added to the batch through conn first.
+func (r Rule) exprs(conn Conn, t *nftables.Table, sets map[string]*nftables.Set) ([]expr.Any, error) {
+	switch r.Op {
+	case OpJump, OpGoto:
+		kind := expr.VerdictJump
+		if r.Op == OpGoto {
+			kind = expr.VerdictGoto
+		}
+		return []expr.Any{&expr.Verdict{Kind: kind, Chain: r.Target}}, nil
+	case OpNumgenVmap:
+		set := &nftables.Set{Table: t, Anonymous: true, Constant: true, IsMap: true,
+			KeyType: nftables.TypeInteger, DataType: nftables.TypeVerdict}
+		elems := make([]nftables.SetElement, len(r.Targets))
+		for i, c := range r.Targets {
+			// numgen writes a host-endian u32: keys must be NativeEndian (PLATFORM.md).
+			elems[i] = nftables.SetElement{Key: binaryutil.NativeEndian.PutUint32(uint32(i)),
+				VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: c}}
+		}
+		if err := conn.AddSet(set, elems); err != nil {
+			return nil, err
+		}
+		return []expr.Any{
+			&expr.Numgen{Register: 1, Modulus: uint32(len(r.Targets)), Type: unix.NFT_NG_RANDOM},
+			&expr.Lookup{SourceRegister: 1, DestRegister: 0, IsDestRegSet: true, SetName: set.Name, SetID: set.ID},
+		}, nil
+	case OpSaddrMarkMasq:
+		a := r.Addr.As4()
+		return []expr.Any{
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a[:]},
+			&expr.Verdict{Kind: expr.VerdictJump, Chain: chainMarkMasq},
+		}, nil
+	case OpDNAT:
+		a := r.Addr.As4()
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{r.Proto}},
+			&expr.Immediate{Register: 1, Data: a[:]},
+			&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(r.Port)},
+			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
+		}, nil
+	case OpLookupVIP, OpLookupNodePort:
+		set := sets[r.Target]
+		if set == nil {
+			return nil, fmt.Errorf("proxy: unknown map %q", r.Target)
+		}
+		// Concatenated keys live in consecutive 32-bit registers: reg 1 is
+		// reg32 8, followed by 9 and 10 (as nft itself emits them).
+		var ex []expr.Any
+		protoReg, portReg := uint32(9), uint32(10)
+		if r.Op == OpLookupNodePort {
+			ex = append(ex,
+				&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)})
+			protoReg, portReg = 1, 9
+		} else {
+			ex = append(ex, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4})
+		}
+		ex = append(ex,
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: protoReg},
+			&expr.Payload{DestRegister: portReg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Lookup{SourceRegister: 1, DestRegister: 0, IsDestRegSet: true, SetName: set.Name, SetID: set.ID})
+		return ex, nil
+	case OpSetMark, OpClearMark:
+		mask, xor := ^uint32(MasqueradeMark), uint32(MasqueradeMark)
+		if r.Op == OpClearMark {
+			mask = ^uint32(0)
+		}
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(mask), Xor: binaryutil.NativeEndian.PutUint32(xor)},
+			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
+		}, nil
+	case OpReturnUnmarked:
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(MasqueradeMark), Xor: binaryutil.NativeEndian.PutUint32(0)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+			&expr.Verdict{Kind: expr.VerdictReturn},
+		}, nil
+	case OpMasquerade:
+		return []expr.Any{&expr.Masq{FullyRandom: true}}, nil
+	case OpRejectTCP:
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{ProtoTCP}},
+			&expr.Reject{Type: unix.NFT_REJECT_TCP_RST},
+		}, nil
+	case OpReject:
+		return []expr.Any{&expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 3}}, nil // port-unreachable
+	}
+	return nil, fmt.Errorf("proxy: unknown rule op %d", r.Op)
+}
+
+// mapKeyBytes encodes a key of a concatenated map: every field padded to 4 bytes.
+func mapKeyBytes(k MapKey) []byte {
+	var b []byte
+	if k.Addr.IsValid() {
+		a := k.Addr.As4()
+		b = append(b, a[:]...)
+	}
+	b = append(b, k.Proto, 0, 0, 0)
+	b = append(b, byte(k.Port>>8), byte(k.Port), 0, 0)
+	return b
+}
