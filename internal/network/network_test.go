@@ -333,3 +333,56 @@ func TestVethName(t *testing.T) {
 		t.Fatalf("VethName %q", n)
 	}
 }
+
+func TestManagerConcurrentPods(t *testing.T) {
+	requireRoot(t)
+	ctx := context.Background()
+	hostNS := newNetNS(t)
+	m, err := New(Config{BridgeName: "skt2", PodCIDR: netip.MustParsePrefix("10.244.7.0/24"), StateDir: t.TempDir(), HostNetNS: hostNS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	const n = 12
+	paths := make([]string, n)
+	for i := range paths {
+		paths[i] = newNetNS(t)
+	}
+	ips := make([]string, n)
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			got, err := m.SetUp(ctx, testPod("p", "uid-"+string(rune('a'+i))), paths[i])
+			if err == nil {
+				ips[i] = got[0]
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]bool{}
+	for _, ip := range ips {
+		if seen[ip] {
+			t.Fatalf("duplicate address %s in %v", ip, ips)
+		}
+		seen[ip] = true
+	}
+	if err := pingFrom(paths[0], netip.MustParseAddr(ips[n-1]), 3*time.Second); err != nil {
+		t.Fatalf("ping first → last pod: %v", err)
+	}
+	for i := range n {
+		go func() { errs <- m.TearDown(ctx, testPod("p", "uid-"+string(rune('a'+i))), paths[i]) }()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := m.IPAM().Allocated(); err != nil || len(got) != 0 {
+		t.Fatalf("allocations left: %v %v", got, err)
+	}
+}
