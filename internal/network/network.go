@@ -260,6 +260,12 @@ func (m *Manager) setUpPod(br netlink.Link, uid types.UID, ip netip.Addr, netnsP
 			}
 		}
 		if perr == nil {
+			// Deleting the host end may have taken eth0 with it: look again.
+			if podLink, perr = ph.LinkByName(PodInterface); perr != nil {
+				podLink = nil
+			}
+		}
+		if podLink != nil {
 			if err := ph.LinkDel(podLink); err != nil && !errors.As(err, &nf) {
 				return fmt.Errorf("remove stale %s in pod: %w", PodInterface, err)
 			}

@@ -313,6 +313,22 @@ func TestManagerRepairsHalfPair(t *testing.T) {
 	if got, err := dialFrom(pod2, "10.244.5.1:8083"); err != nil || got == "" {
 		t.Fatalf("pod → gateway: %q %v", got, err)
 	}
+
+	// A namespace with a stray eth0 (not our veth) while our pair exists elsewhere.
+	pod3 := newNetNS(t)
+	h3 := handleAt(t, pod3)
+	if err := h3.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth0"}, PeerName: "stray0"}); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := m.SetUp(ctx, p, pod3); err != nil || again[0] != ips[0] {
+		t.Fatalf("SetUp over a stray eth0: %v %v", again, err)
+	}
+	if l, err := h3.LinkByName("eth0"); err != nil || l.Type() != "veth" {
+		t.Fatalf("eth0 in pod3: %v %v", l, err)
+	}
+	if err := pingFrom(pod3, netip.MustParseAddr("10.244.5.1"), 3*time.Second); err != nil {
+		t.Fatalf("ping gateway from pod3: %v", err)
+	}
 }
 
 func TestNewInvalid(t *testing.T) {
