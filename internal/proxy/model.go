@@ -85,6 +85,13 @@ func (k MapKey) String() string {
 type Chain struct {
 	Name  string
 	Rules []Rule
+	sig   string // rendered rules, set by Build so that Apply compares cheaply
+}
+
+func newChain(name string, rules ...Rule) Chain {
+	c := Chain{Name: name, Rules: rules}
+	c.sig = c.String()
+	return c
 }
 
 func (c Chain) String() string {
@@ -208,19 +215,17 @@ func Build(services []*corev1.Service, slices []*discoveryv1.EndpointSlice) *Rul
 			for _, ep := range eps {
 				epChain := ChainName("endpoint", fmt.Sprintf("%s__%s/%d", id, ep.Addr, ep.Port))
 				targets = append(targets, epChain)
-				rs.Chains[epChain] = Chain{Name: epChain, Rules: []Rule{
-					{Op: OpSaddrMarkMasq, Addr: ep.Addr},
-					{Op: OpDNAT, Addr: ep.Addr, Port: ep.Port, Proto: proto},
-				}}
+				rs.Chains[epChain] = newChain(epChain,
+					Rule{Op: OpSaddrMarkMasq, Addr: ep.Addr},
+					Rule{Op: OpDNAT, Addr: ep.Addr, Port: ep.Port, Proto: proto})
 			}
-			rs.Chains[svcChain] = Chain{Name: svcChain, Rules: []Rule{{Op: OpNumgenVmap, Targets: targets}}}
+			rs.Chains[svcChain] = newChain(svcChain, Rule{Op: OpNumgenVmap, Targets: targets})
 			rs.Maps[MapServiceIPs][vipKey] = svcChain
 			if len(extKeys) > 0 || npKey != nil {
 				extChain := ChainName("external", id)
-				rs.Chains[extChain] = Chain{Name: extChain, Rules: []Rule{
-					{Op: OpJump, Target: chainMarkMasq},
-					{Op: OpGoto, Target: svcChain},
-				}}
+				rs.Chains[extChain] = newChain(extChain,
+					Rule{Op: OpJump, Target: chainMarkMasq},
+					Rule{Op: OpGoto, Target: svcChain})
 				for _, k := range extKeys {
 					rs.Maps[MapServiceIPs][k] = extChain
 				}

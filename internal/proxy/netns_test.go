@@ -102,7 +102,7 @@ func (ns *testNS) nft(tb testing.TB) *nftables.Conn {
 	if ns.h <= 0 {
 		tb.Fatal("refusing an nftables connection without a test namespace")
 	}
-	c, err := nftables.New(nftables.WithNetNSFd(int(ns.h)))
+	c, err := NewConn(nftables.WithNetNSFd(int(ns.h)))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -93,7 +93,7 @@ func (s *Syncer) Apply(conn Conn, desired *Ruleset) error {
 	for name, c := range desired.Chains {
 		if o, ok := old.Chains[name]; !ok {
 			added = append(added, name)
-		} else if !rulesEqual(o.Rules, c.Rules) {
+		} else if !chainsEqual(o, c) {
 			changed = append(changed, name)
 		}
 	}
@@ -179,7 +179,7 @@ func (s *Syncer) FullSync(conn Conn, desired *Ruleset) error {
 		name string
 		key  nftables.SetDatatype
 	}{{MapServiceIPs, keyVIP}, {MapServiceNodePorts, keyNodePort}, {MapNoEndpointServices, keyVIP}, {MapNoEndpointNodePorts, keyNodePort}} {
-		set := &nftables.Set{Table: t, Name: m.name, IsMap: true, Concatenation: true, KeyType: m.key, DataType: nftables.TypeVerdict}
+		set := &nftables.Set{Table: t, ID: nextSetID(), Name: m.name, IsMap: true, Concatenation: true, KeyType: m.key, DataType: nftables.TypeVerdict}
 		var elems []nftables.SetElement
 		for k, v := range desired.Maps[m.name] {
 			elems = append(elems, element(k, v))
