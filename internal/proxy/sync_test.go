@@ -1,0 +1,157 @@
+package proxy
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/nftables"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+)
+
+// fakeConn records the batch operations instead of sending them.
+type fakeConn struct {
+	ops     []string
+	noTable bool
+}
+
+var _ Conn = (*fakeConn)(nil)
+
+func (f *fakeConn) log(format string, a ...any) { f.ops = append(f.ops, fmt.Sprintf(format, a...)) }
+
+func (f *fakeConn) AddTable(t *nftables.Table) *nftables.Table {
+	f.log("add table %s", t.Name)
+	return t
+}
+func (f *fakeConn) DelTable(t *nftables.Table) { f.log("delete table %s", t.Name) }
+func (f *fakeConn) ListTableOfFamily(name string, _ nftables.TableFamily) (*nftables.Table, error) {
+	if f.noTable {
+		return nil, fmt.Errorf("no table")
+	}
+	return &nftables.Table{Name: name}, nil
+}
+func (f *fakeConn) AddChain(c *nftables.Chain) *nftables.Chain {
+	f.log("add chain %s", c.Name)
+	return c
+}
+func (f *fakeConn) DelChain(c *nftables.Chain)   { f.log("delete chain %s", c.Name) }
+func (f *fakeConn) FlushChain(c *nftables.Chain) { f.log("flush chain %s", c.Name) }
+func (f *fakeConn) AddRule(r *nftables.Rule) *nftables.Rule {
+	f.log("add rule %s", r.Chain.Name)
+	return r
+}
+func (f *fakeConn) AddSet(s *nftables.Set, e []nftables.SetElement) error {
+	if !s.Anonymous {
+		f.log("add map %s (%d)", s.Name, len(e))
+	}
+	return nil
+}
+func (f *fakeConn) SetAddElements(s *nftables.Set, e []nftables.SetElement) error {
+	f.log("add elements %s (%d)", s.Name, len(e))
+	return nil
+}
+func (f *fakeConn) SetDeleteElements(s *nftables.Set, e []nftables.SetElement) error {
+	f.log("delete elements %s (%d)", s.Name, len(e))
+	return nil
+}
+func (f *fakeConn) Flush() error { f.log("flush"); return nil }
+
+func threeServices(webEndpoints ...discoveryv1.Endpoint) *Ruleset {
+	return Build(
+		[]*corev1.Service{
+			svc("default", "web", "203.0.113.10", port("http", 80, 0)),
+			svc("default", "other", "203.0.113.12", port("http", 80, 0)),
+			nodePortSvc("default", "np", "203.0.113.13", port("http", 80, 30080)),
+		},
+		[]*discoveryv1.EndpointSlice{
+			slice("default", "web", "http", 8080, webEndpoints...),
+			slice("default", "other", "http", 8080, ep("10.244.2.2", true)),
+			slice("default", "np", "http", 8080, ep("10.244.2.2", true)),
+		})
+}
+
+func TestApplyIncremental(t *testing.T) {
+	f := &fakeConn{}
+	s := NewSyncer()
+	if err := s.Apply(f, threeServices(ep("10.244.2.2", true), ep("10.244.3.2", true))); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(f.ops, "delete table skiff") {
+		t.Fatalf("first Apply is not a full sync: %v", f.ops)
+	}
+
+	t.Run("unchanged", func(t *testing.T) {
+		f.ops = nil
+		if err := s.Apply(f, threeServices(ep("10.244.2.2", true), ep("10.244.3.2", true))); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(f.ops, []string{"flush"}) {
+			t.Fatalf("ops %v, want only an empty flush", f.ops)
+		}
+	})
+
+	t.Run("one endpoint replaced", func(t *testing.T) {
+		f.ops = nil
+		if err := s.Apply(f, threeServices(ep("10.244.2.2", true), ep("10.244.4.2", true))); err != nil {
+			t.Fatal(err)
+		}
+		svcChain := ChainName("service", "default/web/tcp/80")
+		oldEP := ChainName("endpoint", "default/web/tcp/80__10.244.3.2/8080")
+		newEP := ChainName("endpoint", "default/web/tcp/80__10.244.4.2/8080")
+		want := []string{
+			"add chain " + newEP,
+			"flush chain " + svcChain,
+			"flush chain " + oldEP,
+			"add rule " + newEP, "add rule " + newEP,
+			"add rule " + svcChain,
+			"delete chain " + oldEP,
+			"flush",
+		}
+		// add rule order between new and changed chains is map order: compare as sets
+		// but keep the phase order (adds before flushes before deletes).
+		got := slices.Clone(f.ops)
+		slices.Sort(got)
+		w := slices.Clone(want)
+		slices.Sort(w)
+		if !slices.Equal(got, w) {
+			t.Fatalf("ops:\n%s\nwant:\n%s", strings.Join(f.ops, "\n"), strings.Join(want, "\n"))
+		}
+		if f.ops[0] != want[0] || f.ops[len(f.ops)-2] != want[len(want)-2] {
+			t.Fatalf("phase order wrong:\n%s", strings.Join(f.ops, "\n"))
+		}
+	})
+
+	t.Run("no endpoints left", func(t *testing.T) {
+		f.ops = nil
+		if err := s.Apply(f, threeServices()); err != nil {
+			t.Fatal(err)
+		}
+		joined := strings.Join(f.ops, "\n")
+		for _, w := range []string{
+			"delete elements service-ips (1)",
+			"add elements no-endpoint-services (1)",
+			"delete chain " + ChainName("service", "default/web/tcp/80"),
+		} {
+			if !strings.Contains(joined, w) {
+				t.Errorf("missing %q in:\n%s", w, joined)
+			}
+		}
+		for _, o := range f.ops {
+			if strings.Contains(o, "/other/") || strings.Contains(o, "/np/") {
+				t.Errorf("another service touched: %s", o)
+			}
+		}
+	})
+
+	t.Run("drift: table gone means full sync", func(t *testing.T) {
+		f.ops, f.noTable = nil, true
+		if err := s.Apply(f, threeServices()); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(f.ops, "delete table skiff") || !slices.Contains(f.ops, "add map service-ips (2)") {
+			t.Fatalf("no full sync: %v", f.ops)
+		}
+	})
+}
