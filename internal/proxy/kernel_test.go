@@ -308,3 +308,43 @@ func TestKernelNetnsDeletionLeavesNothing(t *testing.T) {
 		t.Errorf("a %q table exists in the root namespace", TableName)
 	}
 }
+
+// TestKernelManyServices: maps beyond one netlink attribute (64 KiB) are
+// written whole — the library does not split element lists, and an
+// overflowing list used to lose elements or fail the batch with ENOENT.
+func TestKernelManyServices(t *testing.T) {
+	requireRoot(t)
+	ns := newNS(t)
+	conn := ns.nft(t)
+	s := NewSyncer()
+	const n = 1500
+	sa, la := manyServices(n, "10.244.9.1")
+	rs := Build(sa, la)
+	for i := 0; i < 2; i++ { // a fresh table, then a replaced one
+		if err := s.FullSync(conn, rs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sb, lb := manyServices(n, "10.244.9.2")
+	if err := s.Apply(conn, Build(sb, lb)); err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := conn.ListTableOfFamily(TableName, nftables.TableFamilyIPv4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := conn.GetSetByName(tbl, MapServiceIPs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	elems, err := conn.GetSetElements(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(elems) != n {
+		t.Fatalf("service-ips has %d elements, want %d", len(elems), n)
+	}
+	if got := len(ruleHandles(t, conn, s)); got != len(rs.Chains)+len(staticChains) {
+		t.Fatalf("%d chains, want %d", got, len(rs.Chains)+len(staticChains))
+	}
+}

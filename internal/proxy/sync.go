@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -114,10 +116,12 @@ func (s *Syncer) Apply(conn Conn, desired *Ruleset) error {
 				del = append(del, nftables.SetElement{Key: mapKeyBytes(k)})
 			}
 		}
-		if len(del) > 0 {
-			if err := conn.SetDeleteElements(set, del); err != nil {
-				return err
+		for len(del) > 0 {
+			n := min(len(del), elementsPerMessage)
+			if err := conn.SetDeleteElements(set, del[:n]); err != nil {
+				return fmt.Errorf("proxy: map %s: %w", name, err)
 			}
+			del = del[n:]
 		}
 	}
 	// 3. changed and removed chains are emptied (dropping their jumps).
@@ -138,10 +142,8 @@ func (s *Syncer) Apply(conn Conn, desired *Ruleset) error {
 				add = append(add, element(k, v))
 			}
 		}
-		if len(add) > 0 {
-			if err := conn.SetAddElements(set, add); err != nil {
-				return err
-			}
+		if err := addElements(conn, set, add); err != nil {
+			return err
 		}
 	}
 	// 6. removed chains go, now that nothing refers to them.
@@ -160,9 +162,10 @@ func (s *Syncer) Apply(conn Conn, desired *Ruleset) error {
 func (s *Syncer) FullSync(conn Conn, desired *Ruleset) error {
 	s.applied = nil
 	t := s.table
-	// add+delete+add: deletes an existing table without failing when there is none.
-	conn.AddTable(t)
-	conn.DelTable(t)
+	// Replace an existing table within the same batch (atomic for packets).
+	if _, err := conn.ListTableOfFamily(t.Name, t.Family); err == nil {
+		conn.DelTable(t)
+	}
 	conn.AddTable(t)
 	for _, c := range staticChains {
 		ch := s.chain(c.name)
@@ -171,7 +174,8 @@ func (s *Syncer) FullSync(conn Conn, desired *Ruleset) error {
 		}
 		conn.AddChain(ch)
 	}
-	for name := range desired.Chains {
+	names := slices.Sorted(maps.Keys(desired.Chains)) // a deterministic batch
+	for _, name := range names {
 		conn.AddChain(s.chain(name))
 	}
 	s.sets = map[string]*nftables.Set{}
@@ -184,8 +188,11 @@ func (s *Syncer) FullSync(conn Conn, desired *Ruleset) error {
 		for k, v := range desired.Maps[m.name] {
 			elems = append(elems, element(k, v))
 		}
-		if err := conn.AddSet(set, elems); err != nil {
+		if err := conn.AddSet(set, nil); err != nil {
 			return fmt.Errorf("proxy: map %s: %w", m.name, err)
+		}
+		if err := addElements(conn, set, elems); err != nil {
+			return err
 		}
 		s.sets[m.name] = set
 	}
@@ -194,8 +201,8 @@ func (s *Syncer) FullSync(conn Conn, desired *Ruleset) error {
 			return err
 		}
 	}
-	for name, c := range desired.Chains {
-		if err := s.addRules(conn, name, c.Rules); err != nil {
+	for _, name := range names {
+		if err := s.addRules(conn, name, desired.Chains[name].Rules); err != nil {
 			return err
 		}
 	}
@@ -221,6 +228,24 @@ func (s *Syncer) addRules(conn Conn, chain string, rules []Rule) error {
 			return fmt.Errorf("proxy: chain %s: %w", chain, err)
 		}
 		conn.AddRule(&nftables.Rule{Table: s.table, Chain: s.chain(chain), Exprs: ex})
+	}
+	return nil
+}
+
+// elementsPerMessage bounds the elements of one NEWSETELEM message: the
+// element list is one netlink attribute, whose length is 16 bits. The
+// library does not split, and past 64 KiB (about 1,000 services) the length
+// wraps: the kernel then silently keeps a prefix of the elements or fails
+// the batch with ENOENT, depending on where the cut falls.
+const elementsPerMessage = 128
+
+func addElements(conn Conn, set *nftables.Set, elems []nftables.SetElement) error {
+	for len(elems) > 0 {
+		n := min(len(elems), elementsPerMessage)
+		if err := conn.SetAddElements(set, elems[:n]); err != nil {
+			return fmt.Errorf("proxy: map %s: %w", set.Name, err)
+		}
+		elems = elems[n:]
 	}
 	return nil
 }

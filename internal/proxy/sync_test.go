@@ -150,7 +150,7 @@ func TestApplyIncremental(t *testing.T) {
 		if err := s.Apply(f, threeServices()); err != nil {
 			t.Fatal(err)
 		}
-		if !slices.Contains(f.ops, "delete table skiff") || !slices.Contains(f.ops, "add map service-ips (2)") {
+		if slices.Contains(f.ops, "delete table skiff") || !slices.Contains(f.ops, "add table skiff") || !slices.Contains(f.ops, "add elements service-ips (2)") {
 			t.Fatalf("no full sync: %v", f.ops)
 		}
 	})
