@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"net"
 	"os"
 	"slices"
@@ -60,18 +62,28 @@ func dial(t *testing.T, ns *testNS, addr string) (string, error) {
 	return reply, derr
 }
 
-func testServices() *Ruleset {
+// testServices: web (two endpoints unless given), empty (none), other (b1),
+// np (NodePort 30080, b1+b2), lb (LoadBalancer ingress 198.51.100.60, b2).
+func testServices(webEndpoints ...discoveryv1.Endpoint) *Ruleset {
+	if len(webEndpoints) == 0 {
+		webEndpoints = []discoveryv1.Endpoint{ep("10.244.2.2", true), ep("10.244.3.2", true)}
+	}
+	lb := svc("default", "lb", "203.0.113.14", port("http", 80, 30081))
+	lb.Spec.Type = corev1.ServiceTypeLoadBalancer
+	lb.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "198.51.100.60"}}
 	return Build(
 		[]*corev1Service{
 			svc("default", "web", "203.0.113.10", port("http", 80, 0)),
 			svc("default", "empty", "203.0.113.11", port("http", 80, 0)),
 			svc("default", "other", "203.0.113.12", port("http", 80, 0)),
 			nodePortSvc("default", "np", "203.0.113.13", port("http", 80, 30080)),
+			lb,
 		},
 		[]*discoverySlice{
-			slice("default", "web", "http", 8080, ep("10.244.2.2", true), ep("10.244.3.2", true)),
+			slice("default", "web", "http", 8080, webEndpoints...),
 			slice("default", "other", "http", 8080, ep("10.244.2.2", true)),
 			slice("default", "np", "http", 8080, ep("10.244.2.2", true), ep("10.244.3.2", true)),
+			slice("default", "lb", "http", 8080, ep("10.244.3.2", true)),
 		})
 }
 
@@ -106,8 +118,8 @@ func TestKernelClusterIP(t *testing.T) {
 		if !bytes.Contains(got[webKey], []byte(ChainName("service", "default/web/tcp/80")+"\x00")) {
 			t.Errorf("service-ips: web → %q; all %q", got[webKey], got)
 		}
-		if len(elems) != 3 { // web, other, np (empty is in no-endpoint-services)
-			t.Errorf("service-ips has %d elements, want 3", len(elems))
+		if len(elems) != 5 { // web, other, np, lb VIP and ingress (empty is in no-endpoint-services)
+			t.Errorf("service-ips has %d elements, want 5", len(elems))
 		}
 		set, err = conn.GetSetByName(tbl, MapNoEndpointServices)
 		if err != nil {
@@ -172,6 +184,12 @@ func TestKernelClusterIP(t *testing.T) {
 		}
 	})
 
+	t.Run("LoadBalancer ingress IP", func(t *testing.T) {
+		if r, err := dial(t, tp.client, "198.51.100.60:80"); err != nil || r != "b2" {
+			t.Fatalf("dial LB ingress: %q, %v", r, err)
+		}
+	})
+
 	t.Run("no endpoints refuses at once", func(t *testing.T) {
 		start := time.Now()
 		_, err := dial(t, tp.client, "203.0.113.11:80")
@@ -185,18 +203,7 @@ func TestKernelClusterIP(t *testing.T) {
 
 	t.Run("endpoint change touches one service", func(t *testing.T) {
 		before := ruleHandles(t, conn, s)
-		rs := Build(
-			[]*corev1Service{
-				svc("default", "web", "203.0.113.10", port("http", 80, 0)),
-				svc("default", "empty", "203.0.113.11", port("http", 80, 0)),
-				svc("default", "other", "203.0.113.12", port("http", 80, 0)),
-				nodePortSvc("default", "np", "203.0.113.13", port("http", 80, 30080)),
-			},
-			[]*discoverySlice{
-				slice("default", "web", "http", 8080, ep("10.244.2.2", true), ep("10.244.3.2", false)), // b2 not ready
-				slice("default", "other", "http", 8080, ep("10.244.2.2", true)),
-				slice("default", "np", "http", 8080, ep("10.244.2.2", true), ep("10.244.3.2", true)),
-			})
+		rs := testServices(ep("10.244.2.2", true), ep("10.244.3.2", false)) // b2 no longer ready
 		if err := s.Apply(conn, rs); err != nil {
 			t.Fatal(err)
 		}
@@ -344,7 +351,11 @@ func TestKernelManyServices(t *testing.T) {
 	if len(elems) != n {
 		t.Fatalf("service-ips has %d elements, want %d", len(elems), n)
 	}
-	if got := len(ruleHandles(t, conn, s)); got != len(rs.Chains)+len(staticChains) {
-		t.Fatalf("%d chains, want %d", got, len(rs.Chains)+len(staticChains))
+	chains, err := conn.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(chains) != len(rs.Chains)+len(staticChains) {
+		t.Fatalf("%d chains, want %d", len(chains), len(rs.Chains)+len(staticChains))
 	}
 }

@@ -32,6 +32,11 @@
 //
 // Services with no ready endpoints have no service chain: their keys are in
 // the no-endpoint maps, so connections are rejected at once.
+//
+// NodePorts are served on the node's addresses (fib daddr type local) but not
+// on 127.0.0.1, as in kube-proxy's nftables mode (that would need
+// route_localnet). Not yet handled: sessionAffinity ClientIP,
+// externalTrafficPolicy/internalTrafficPolicy Local, IPv6 (family inet).
 package proxy
 
 import (

@@ -81,6 +81,10 @@ func (s *Syncer) chain(name string) *nftables.Chain {
 // and any call after a failed one or when the table has gone (drift), rebuilds
 // the table with FullSync; otherwise only changed map elements and chains are
 // touched: chains of unchanged services keep their handles.
+//
+// Drift is detected only as a missing table; call FullSync to repair other
+// drift. An error before the batch is sent leaves messages queued on conn
+// (the library cannot discard them): use a fresh Conn after an error.
 func (s *Syncer) Apply(conn Conn, desired *Ruleset) error {
 	if s.applied == nil {
 		return s.FullSync(conn, desired)
