@@ -23,7 +23,6 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -122,16 +121,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("node capacity: %w", err)
 	}
-	allocatable := capacity.DeepCopy()
-	for name, q := range nodestatus.DefaultThresholds().Reservation(capacity) {
-		if a, ok := allocatable[name]; ok {
-			a.Sub(q)
-			if a.Sign() < 0 {
-				a = resource.Quantity{}
-			}
-			allocatable[name] = a
-		}
-	}
+	allocatable := nodestatus.DefaultThresholds().Allocatable(capacity)
 
 	sources, err := podsources.New(podsources.Config{Client: client, Logger: cfg.Logger})
 	if err != nil {

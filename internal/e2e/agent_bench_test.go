@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/skiff-dev/skiff/internal/runtime"
+	"github.com/skiff-dev/skiff/internal/runtime/runtimetest"
 )
 
 // The test binary is also libcontainer's `init` (for the runtime floor
@@ -89,7 +90,7 @@ func startPods(b *testing.B, c *cluster, n int) []time.Duration {
 				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("startup-%d", i), Labels: map[string]string{"bench": "startup"}},
 				Spec: corev1.PodSpec{
 					TerminationGracePeriodSeconds: new(int64),
-					Containers: []corev1.Container{{Name: "c", Image: testImage, Command: []string{"sleep", "3600"}}},
+					Containers:                    []corev1.Container{{Name: "c", Image: testImage, Command: []string{"sleep", "3600"}}},
 				},
 			}
 			created[i] = time.Now()
@@ -198,17 +199,11 @@ func runtimeFloor(b *testing.B, n int) []time.Duration {
 		}
 	}
 	_ = rt.Close()
-	_ = removeCgroupDirs(parent)
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
-}
-
-func removeCgroupDirs(rel string) error {
-	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + rel)
-	for _, d := range append(dirs, "/sys/fs/cgroup/"+rel) {
+	for _, d := range runtimetest.CgroupDirs(b, parent) {
 		_ = os.Remove(d)
 	}
-	return nil
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
 }
 
 // startAgent runs a standalone `skiff agent` joined to c with the server's

@@ -77,6 +77,30 @@ func TestReservation(t *testing.T) {
 	}
 }
 
+func TestAllocatable(t *testing.T) {
+	capacity := corev1.ResourceList{
+		corev1.ResourceCPU:              resource.MustParse("4"),
+		corev1.ResourceMemory:           resource.MustParse("8Gi"),
+		corev1.ResourceEphemeralStorage: resource.MustParse("5Mi"),
+	}
+	a := DefaultThresholds().Allocatable(capacity)
+	want := map[corev1.ResourceName]string{
+		corev1.ResourceCPU:              "4",
+		corev1.ResourceMemory:           "8092Mi", // 8Gi - 100Mi
+		corev1.ResourceEphemeralStorage: "4718592", // 5Mi - 10%
+	}
+	for k, w := range want {
+		if q := a[k]; q.Cmp(resource.MustParse(w)) != 0 {
+			t.Errorf("allocatable %s = %s, want %s", k, q.String(), w)
+		}
+	}
+	// Never below zero.
+	a = DefaultThresholds().Allocatable(corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("50Mi")})
+	if q := a[corev1.ResourceMemory]; q.Sign() != 0 {
+		t.Errorf("allocatable memory of 50Mi = %s, want 0", q.String())
+	}
+}
+
 func TestPressureHold(t *testing.T) {
 	h := pressureHold{period: 5 * time.Minute}
 	t0 := time.Unix(1000, 0)

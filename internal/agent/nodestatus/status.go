@@ -227,3 +227,12 @@ func labelPatch(have, want map[string]string) []byte {
 }
 
 func resourcePods(n int64) *resource.Quantity { return resource.NewQuantity(n, resource.DecimalSI) }
+
+// Allocatable is what the node reports as status.allocatable for capacity:
+// capacity minus t's reservations (and memory minus hugepages), never below
+// zero. The pod worker uses it for resourceFieldRef defaults.
+func (t Thresholds) Allocatable(capacity corev1.ResourceList) corev1.ResourceList {
+	var status corev1.NodeStatus
+	setCapacity(&status, capacity, t.Reservation(capacity))
+	return status.Allocatable
+}
