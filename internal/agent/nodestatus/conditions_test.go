@@ -86,7 +86,7 @@ func TestAllocatable(t *testing.T) {
 	a := DefaultThresholds().Allocatable(capacity)
 	want := map[corev1.ResourceName]string{
 		corev1.ResourceCPU:              "4",
-		corev1.ResourceMemory:           "8092Mi", // 8Gi - 100Mi
+		corev1.ResourceMemory:           "8092Mi",  // 8Gi - 100Mi
 		corev1.ResourceEphemeralStorage: "4718592", // 5Mi - 10%
 	}
 	for k, w := range want {
