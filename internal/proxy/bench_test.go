@@ -36,10 +36,10 @@ func BenchmarkApplyEndpointChange(b *testing.B) {
 		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
 			ns := newNS(b)
 			conn := ns.nft(b)
-			s := NewSyncer()
+			s := NewSyncer(Options{})
 			sa, la := manyServices(n, "10.244.9.1")
 			sb, lb := manyServices(n, "10.244.9.2")
-			rs := [2]*Ruleset{Build(sa, la), Build(sb, lb)}
+			rs := [2]*Ruleset{Build(sa, la, Options{}), Build(sb, lb, Options{})}
 			if err := s.FullSync(conn, rs[0]); err != nil {
 				b.Fatal(err)
 			}
@@ -54,7 +54,7 @@ func BenchmarkApplyEndpointChange(b *testing.B) {
 				in := [2][2]any{{sa, la}, {sb, lb}}
 				for i := 0; b.Loop(); i++ {
 					x := in[i%2]
-					if err := s.Apply(conn, Build(x[0].([]*corev1.Service), x[1].([]*discoveryv1.EndpointSlice))); err != nil {
+					if err := s.Apply(conn, Build(x[0].([]*corev1.Service), x[1].([]*discoveryv1.EndpointSlice), Options{})); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -84,13 +84,13 @@ func testServices(webEndpoints ...discoveryv1.Endpoint) *Ruleset {
 			slice("default", "other", "http", 8080, ep("10.244.2.2", true)),
 			slice("default", "np", "http", 8080, ep("10.244.2.2", true), ep("10.244.3.2", true)),
 			slice("default", "lb", "http", 8080, ep("10.244.3.2", true)),
-		})
+		}, Options{})
 }
 
 func TestKernelClusterIP(t *testing.T) {
 	tp := newTopo(t)
 	conn := tp.node.nft(t)
-	s := NewSyncer()
+	s := NewSyncer(Options{})
 	if err := s.Apply(conn, testServices()); err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestKernelClusterIP(t *testing.T) {
 			}
 		}
 		// And back to no endpoints at all: refused.
-		rs2 := Build([]*corev1Service{svc("default", "web", "203.0.113.10", port("http", 80, 0))}, nil)
+		rs2 := Build([]*corev1Service{svc("default", "web", "203.0.113.10", port("http", 80, 0))}, nil, Options{})
 		if err := s.Apply(conn, rs2); err != nil {
 			t.Fatal(err)
 		}
@@ -299,7 +299,7 @@ func TestKernelNetnsDeletionLeavesNothing(t *testing.T) {
 	t.Run("inner", func(t *testing.T) {
 		ns := newNS(t)
 		name = ns.name
-		if err := NewSyncer().Apply(ns.nft(t), testServices()); err != nil {
+		if err := NewSyncer(Options{}).Apply(ns.nft(t), testServices()); err != nil {
 			t.Fatal(err)
 		}
 	}) // the inner test's cleanup deletes the namespace
@@ -323,17 +323,17 @@ func TestKernelManyServices(t *testing.T) {
 	requireRoot(t)
 	ns := newNS(t)
 	conn := ns.nft(t)
-	s := NewSyncer()
+	s := NewSyncer(Options{})
 	const n = 1500
 	sa, la := manyServices(n, "10.244.9.1")
-	rs := Build(sa, la)
+	rs := Build(sa, la, Options{})
 	for i := 0; i < 2; i++ { // a fresh table, then a replaced one
 		if err := s.FullSync(conn, rs); err != nil {
 			t.Fatal(err)
 		}
 	}
 	sb, lb := manyServices(n, "10.244.9.2")
-	if err := s.Apply(conn, Build(sb, lb)); err != nil {
+	if err := s.Apply(conn, Build(sb, lb, Options{})); err != nil {
 		t.Fatal(err)
 	}
 	tbl, err := conn.ListTableOfFamily(TableName, nftables.TableFamilyIPv4)

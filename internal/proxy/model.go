@@ -154,9 +154,19 @@ type Endpoint struct {
 	Port uint16
 }
 
+// Options describe the node a ruleset is built for.
+type Options struct {
+	// NodeName selects the local endpoints for externalTrafficPolicy and
+	// internalTrafficPolicy Local.
+	NodeName string
+	// ClusterCIDR is the pod network of the whole cluster: pod traffic leaving
+	// it is masqueraded. Invalid (zero) = no egress masquerade.
+	ClusterCIDR netip.Prefix
+}
+
 // Build computes the desired ruleset from Services and their EndpointSlices.
 // Only IPv4 is handled. Headless and ExternalName services get nothing.
-func Build(services []*corev1.Service, slices []*discoveryv1.EndpointSlice) *Ruleset {
+func Build(services []*corev1.Service, slices []*discoveryv1.EndpointSlice, opts Options) *Ruleset {
 	rs := newRuleset()
 	bySvc := map[string][]*discoveryv1.EndpointSlice{}
 	for _, s := range slices {

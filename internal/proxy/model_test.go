@@ -78,7 +78,7 @@ func TestBuildGolden(t *testing.T) {
 			slice("default", "headless", "http", 8080, ep("10.244.2.2", true)),
 			slice("default", "lb", "https", 8443, ep("10.244.3.2", true)),
 			dnsSlice,
-		})
+		}, Options{})
 	got := rs.String()
 	path := filepath.Join("testdata", "ruleset.golden")
 	if *update {

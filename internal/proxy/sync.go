@@ -60,14 +60,28 @@ var staticChains = []baseChain{
 // Syncer applies Rulesets to the kernel. It remembers what it applied last so
 // that Apply changes only what differs. Not safe for concurrent use.
 type Syncer struct {
+	opts    Options
 	table   *nftables.Table
 	sets    map[string]*nftables.Set
 	applied *Ruleset
 }
 
 // NewSyncer returns a Syncer for the table "skiff" (family ip).
-func NewSyncer() *Syncer {
-	return &Syncer{table: &nftables.Table{Name: TableName, Family: nftables.TableFamilyIPv4}}
+func NewSyncer(opts Options) *Syncer {
+	return &Syncer{opts: opts, table: &nftables.Table{Name: TableName, Family: nftables.TableFamilyIPv4}}
+}
+
+// Check reports whether the kernel's table still holds what the Syncer
+// applied last (false = drift: call FullSync). TODO: compare chains and map
+// elements, not only the table's presence.
+func (s *Syncer) Check(conn Conn) (bool, error) {
+	if s.applied == nil {
+		return false, nil
+	}
+	if _, err := conn.ListTableOfFamily(TableName, s.table.Family); err != nil {
+		return false, nil
+	}
+	return true, nil
 }
 
 // Table returns the table the Syncer owns.

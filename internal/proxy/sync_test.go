@@ -69,12 +69,12 @@ func threeServices(webEndpoints ...discoveryv1.Endpoint) *Ruleset {
 			slice("default", "web", "http", 8080, webEndpoints...),
 			slice("default", "other", "http", 8080, ep("10.244.2.2", true)),
 			slice("default", "np", "http", 8080, ep("10.244.2.2", true)),
-		})
+		}, Options{})
 }
 
 func TestApplyIncremental(t *testing.T) {
 	f := &fakeConn{}
-	s := NewSyncer()
+	s := NewSyncer(Options{})
 	if err := s.Apply(f, threeServices(ep("10.244.2.2", true), ep("10.244.3.2", true))); err != nil {
 		t.Fatal(err)
 	}
