@@ -14,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
+
+	"github.com/skiff-dev/skiff/internal/clusterinfo"
 )
 
 // SystemNamespaces exist from the first start, as in Kubernetes.
@@ -22,7 +24,8 @@ var SystemNamespaces = []string{metav1.NamespaceDefault, metav1.NamespaceSystem,
 // bootstrap creates, through the API like any other client, the objects a
 // cluster has from the start: the system namespaces and the
 // default/kubernetes Service with Endpoints and an EndpointSlice pointing
-// at this API server. It is idempotent and corrects drift (a new node IP).
+// at this API server, and the cluster information agents read
+// (clusterinfo). It is idempotent and corrects drift (a new node IP).
 func (s *Server) bootstrap(ctx context.Context, c kubernetes.Interface) error {
 	// The listener is up before bootstrap starts, but retry briefly in case
 	// the first connection races the TLS server's start.
@@ -46,6 +49,10 @@ func (s *Server) bootstrapOnce(ctx context.Context, c kubernetes.Interface) erro
 		if err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("namespace %s: %w", ns, err)
 		}
+	}
+	// What agents need to know about the cluster (pod network, CIDRs, DNS).
+	if err := clusterinfo.Publish(ctx, c, s.clusterInfo()); err != nil {
+		return err
 	}
 	port := int32(s.cfg.HTTPSPort)
 	svc := &corev1.Service{
@@ -90,6 +97,17 @@ func (s *Server) bootstrapOnce(ctx context.Context, c kubernetes.Interface) erro
 		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("https"), Port: ptr.To(port), Protocol: ptr.To(corev1.ProtocolTCP)}},
 	}
 	return upsertEndpointSlice(ctx, c, slice)
+}
+
+// clusterInfo is what the server publishes for agents.
+func (s *Server) clusterInfo() clusterinfo.Info {
+	return clusterinfo.Info{
+		ClusterCIDR:   s.res.clusterCIDR,
+		ServiceCIDR:   s.res.serviceCIDR,
+		PodNetwork:    s.cfg.PodNetwork,
+		ClusterDNS:    s.res.clusterDNS,
+		ClusterDomain: s.cfg.ClusterDomain,
+	}
 }
 
 // typedClient is the part of a client-go typed client that ensure needs.

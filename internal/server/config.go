@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/skiff-dev/skiff/internal/clusterinfo"
 )
 
 // Config is the typed form of `skiff server` flags.
@@ -31,6 +33,8 @@ type Config struct {
 	ClusterDomain       string
 	NodePortRange       string // "30000-32767"
 	DatastoreEndpoint   string // "" = bbolt in DATA/server/db
+	PodNetwork          string // "vxlan" (default) or "host-gw", as k3s --flannel-backend
+	LBIPPool            string // CIDR LoadBalancer VIPs come from; "" = the nodes' addresses (ServiceLB)
 
 	// Control-plane tuning, named after the kube-controller-manager and
 	// kube-apiserver flags they mirror.
@@ -52,6 +56,7 @@ const (
 	DefaultClusterDNS    = "10.43.0.10"
 	DefaultClusterDomain = "cluster.local"
 	DefaultNodePortRange = "30000-32767"
+	DefaultPodNetwork    = clusterinfo.PodNetworkVXLAN
 
 	DefaultNodeMonitorGracePeriod = 40 * time.Second
 	DefaultNodeMonitorPeriod      = 5 * time.Second
@@ -68,6 +73,8 @@ type resolved struct {
 	nodePortLast  int
 	advertiseIP   net.IP
 	nodeName      string
+	clusterDNS    netip.Addr
+	lbIPPool      netip.Prefix // invalid = hand out node addresses
 }
 
 func (c *Config) setDefaults() {
@@ -97,6 +104,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.NodePortRange == "" {
 		c.NodePortRange = DefaultNodePortRange
+	}
+	if c.PodNetwork == "" {
+		c.PodNetwork = DefaultPodNetwork
 	}
 	if c.NodeMonitorGracePeriod == 0 {
 		c.NodeMonitorGracePeriod = DefaultNodeMonitorGracePeriod
@@ -153,6 +163,24 @@ func (c *Config) resolve() (resolved, error) {
 	}
 	if ip, err := netip.ParseAddr(c.ClusterDNS); err != nil || (r.serviceCIDR.IsValid() && !r.serviceCIDR.Contains(ip)) {
 		errs = append(errs, fmt.Errorf("--cluster-dns %q: need an IP inside --service-cidr", c.ClusterDNS))
+	} else {
+		r.clusterDNS = ip
+	}
+	if !clusterinfo.ValidPodNetwork(c.PodNetwork) {
+		errs = append(errs, fmt.Errorf("--pod-network %q: want %s or %s", c.PodNetwork, clusterinfo.PodNetworkVXLAN, clusterinfo.PodNetworkHostGW))
+	}
+	if c.LBIPPool != "" {
+		p, err := netip.ParsePrefix(c.LBIPPool)
+		switch {
+		case err != nil || !p.Addr().Is4():
+			errs = append(errs, fmt.Errorf("--lb-ip-pool %q: need an IPv4 CIDR", c.LBIPPool))
+		case r.serviceCIDR.IsValid() && p.Overlaps(r.serviceCIDR):
+			errs = append(errs, fmt.Errorf("--lb-ip-pool %s overlaps --service-cidr %s", p.Masked(), r.serviceCIDR))
+		case r.clusterCIDR.IsValid() && p.Overlaps(r.clusterCIDR):
+			errs = append(errs, fmt.Errorf("--lb-ip-pool %s overlaps --cluster-cidr %s", p.Masked(), r.clusterCIDR))
+		default:
+			r.lbIPPool = p.Masked()
+		}
 	}
 	first, last, err := parsePortRange(c.NodePortRange)
 	if err != nil {

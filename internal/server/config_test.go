@@ -23,6 +23,13 @@ func TestConfigResolve(t *testing.T) {
 		{"node ports word", func(c *Config) { c.NodePortRange = "many" }, "--service-node-port-range"},
 		{"node ip", func(c *Config) { c.NodeIP = "not-an-ip" }, "--node-ip"},
 		{"datastore", func(c *Config) { c.DatastoreEndpoint = "https://127.0.0.1:2379" }, "--datastore-endpoint"},
+		{"host-gw", func(c *Config) { c.PodNetwork = "host-gw" }, ""},
+		{"pod network unknown", func(c *Config) { c.PodNetwork = "wireguard" }, `--pod-network "wireguard": want vxlan or host-gw`},
+		{"lb pool", func(c *Config) { c.LBIPPool = "198.51.100.0/28" }, ""},
+		{"lb pool garbage", func(c *Config) { c.LBIPPool = "198.51.100.0" }, "--lb-ip-pool"},
+		{"lb pool v6", func(c *Config) { c.LBIPPool = "fd00::/120" }, "--lb-ip-pool"},
+		{"lb pool in service cidr", func(c *Config) { c.LBIPPool = "10.43.200.0/24" }, "--lb-ip-pool 10.43.200.0/24 overlaps --service-cidr"},
+		{"lb pool in cluster cidr", func(c *Config) { c.LBIPPool = "10.0.0.0/8" }, "overlaps"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Config{}
