@@ -110,11 +110,13 @@ func (c Chain) String() string {
 }
 
 // Ruleset is the desired per-service content of the table: map elements
-// (key → name of the chain to goto) and the service, external and endpoint
-// chains. Static chains are not part of it.
+// (key → name of the chain to goto, or VerdictDrop), the service, local,
+// external and endpoint chains, and the ClientIP affinity sets (name →
+// timeout in seconds). Static chains are not part of it.
 type Ruleset struct {
 	Maps   map[string]map[MapKey]string
 	Chains map[string]Chain
+	Sets   map[string]uint32
 }
 
 func newRuleset() *Ruleset {
@@ -123,7 +125,15 @@ func newRuleset() *Ruleset {
 			MapServiceIPs: {}, MapServiceNodePorts: {}, MapNoEndpointServices: {}, MapNoEndpointNodePorts: {},
 		},
 		Chains: map[string]Chain{},
+		Sets:   map[string]uint32{},
 	}
+}
+
+func verdictString(v string) string {
+	if v == VerdictDrop {
+		return v
+	}
+	return "goto " + v
 }
 
 // String renders the ruleset in a stable nft-like text (for golden tests and logs).
@@ -132,10 +142,18 @@ func (rs *Ruleset) String() string {
 	for _, m := range []string{MapServiceIPs, MapServiceNodePorts, MapNoEndpointServices, MapNoEndpointNodePorts} {
 		var lines []string
 		for k, v := range rs.Maps[m] {
-			lines = append(lines, fmt.Sprintf("\t%s : goto %s\n", k, v))
+			lines = append(lines, fmt.Sprintf("\t%s : %s\n", k, verdictString(v)))
 		}
 		sort.Strings(lines)
 		fmt.Fprintf(&b, "map %s {\n%s}\n", m, strings.Join(lines, ""))
+	}
+	setNames := make([]string, 0, len(rs.Sets))
+	for n := range rs.Sets {
+		setNames = append(setNames, n)
+	}
+	sort.Strings(setNames)
+	for _, n := range setNames {
+		fmt.Fprintf(&b, "set %s { type ipv4_addr; flags dynamic,timeout; timeout %ds; }\n", n, rs.Sets[n])
 	}
 	names := make([]string, 0, len(rs.Chains))
 	for n := range rs.Chains {
@@ -148,7 +166,7 @@ func (rs *Ruleset) String() string {
 	return b.String()
 }
 
-// Endpoint is one ready backend of a service port.
+// Endpoint is one backend of a service port.
 type Endpoint struct {
 	Addr netip.Addr
 	Port uint16
@@ -160,12 +178,32 @@ type Options struct {
 	// internalTrafficPolicy Local.
 	NodeName string
 	// ClusterCIDR is the pod network of the whole cluster: pod traffic leaving
-	// it is masqueraded. Invalid (zero) = no egress masquerade.
+	// it is masqueraded, traffic from outside it to a ClusterIP is
+	// masqueraded, and pods reaching an externalTrafficPolicy Local
+	// service's external address use all endpoints (kube-proxy's "local
+	// detector"). Invalid (zero) = none of these.
 	ClusterCIDR netip.Prefix
 }
 
-// Build computes the desired ruleset from Services and their EndpointSlices.
-// Only IPv4 is handled. Headless and ExternalName services get nothing.
+// LabelServiceProxyName marks services that another proxy handles: skiff,
+// like kube-proxy, ignores them.
+const LabelServiceProxyName = "service.kubernetes.io/service-proxy-name"
+
+// VerdictDrop as a map value drops the packet instead of jumping to a chain
+// (no-endpoint maps, traffic policy Local without local endpoints).
+const VerdictDrop = "drop"
+
+// epInfo is an endpoint with its conditions, as kube-proxy sees them:
+// ready and serving default to true when unset, terminating to false.
+type epInfo struct {
+	Endpoint
+	ready, serving, terminating, local bool
+}
+
+// Build computes the desired ruleset from Services and their EndpointSlices,
+// with the semantics of kube-proxy's nftables mode. Only IPv4 is handled.
+// Headless and ExternalName services, and services labelled
+// service.kubernetes.io/service-proxy-name, get nothing.
 func Build(services []*corev1.Service, slices []*discoveryv1.EndpointSlice, opts Options) *Ruleset {
 	rs := newRuleset()
 	bySvc := map[string][]*discoveryv1.EndpointSlice{}
@@ -179,6 +217,9 @@ func Build(services []*corev1.Service, slices []*discoveryv1.EndpointSlice, opts
 	}
 	for _, svc := range services {
 		if svc.Spec.Type == corev1.ServiceTypeExternalName {
+			continue
+		}
+		if _, ok := svc.Labels[LabelServiceProxyName]; ok {
 			continue
 		}
 		vip, ok := clusterIPv4(svc)
@@ -198,59 +239,218 @@ func Build(services []*corev1.Service, slices []*discoveryv1.EndpointSlice, opts
 				}
 			}
 		}
+		var affinity uint32
+		if svc.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
+			affinity = uint32(corev1.DefaultClientIPServiceAffinitySeconds)
+			if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil && *c.ClientIP.TimeoutSeconds > 0 {
+				affinity = uint32(*c.ClientIP.TimeoutSeconds)
+			}
+		}
 		for _, sp := range svc.Spec.Ports {
 			proto, ok := protoNumber(sp.Protocol)
 			if !ok || sp.Port <= 0 || sp.Port > 65535 {
 				continue
 			}
-			eps := readyEndpoints(bySvc[svc.Namespace+"/"+svc.Name], sp)
-			id := fmt.Sprintf("%s/%s/%s/%d", svc.Namespace, svc.Name, protoName(proto), sp.Port)
-			vipKey := MapKey{Addr: vip, Proto: proto, Port: uint16(sp.Port)}
-			var extKeys []MapKey
-			for _, a := range external {
-				extKeys = append(extKeys, MapKey{Addr: a, Proto: proto, Port: uint16(sp.Port)})
+			p := svcPort{
+				id:       fmt.Sprintf("%s/%s/%s/%d", svc.Namespace, svc.Name, protoName(proto), sp.Port),
+				vip:      MapKey{Addr: vip, Proto: proto, Port: uint16(sp.Port)},
+				proto:    proto,
+				affinity: affinity,
 			}
-			var npKey *MapKey
+			for _, a := range external {
+				p.external = append(p.external, MapKey{Addr: a, Proto: proto, Port: uint16(sp.Port)})
+			}
 			if (svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer) &&
 				sp.NodePort > 0 && sp.NodePort <= 65535 {
-				npKey = &MapKey{Proto: proto, Port: uint16(sp.NodePort)}
+				p.nodePort = &MapKey{Proto: proto, Port: uint16(sp.NodePort)}
 			}
-			if len(eps) == 0 {
-				rs.Maps[MapNoEndpointServices][vipKey] = chainRejectName
-				for _, k := range extKeys {
-					rs.Maps[MapNoEndpointServices][k] = chainRejectName
-				}
-				if npKey != nil {
-					rs.Maps[MapNoEndpointNodePorts][*npKey] = chainRejectName
-				}
-				continue
-			}
-			svcChain := ChainName("service", id)
-			var targets []string
-			for _, ep := range eps {
-				epChain := ChainName("endpoint", fmt.Sprintf("%s__%s/%d", id, ep.Addr, ep.Port))
-				targets = append(targets, epChain)
-				rs.Chains[epChain] = newChain(epChain,
-					Rule{Op: OpSaddrMarkMasq, Addr: ep.Addr},
-					Rule{Op: OpDNAT, Addr: ep.Addr, Port: ep.Port, Proto: proto})
-			}
-			rs.Chains[svcChain] = newChain(svcChain, Rule{Op: OpNumgenVmap, Targets: targets})
-			rs.Maps[MapServiceIPs][vipKey] = svcChain
-			if len(extKeys) > 0 || npKey != nil {
-				extChain := ChainName("external", id)
-				rs.Chains[extChain] = newChain(extChain,
-					Rule{Op: OpJump, Target: chainMarkMasq},
-					Rule{Op: OpGoto, Target: svcChain})
-				for _, k := range extKeys {
-					rs.Maps[MapServiceIPs][k] = extChain
-				}
-				if npKey != nil {
-					rs.Maps[MapServiceNodePorts][*npKey] = extChain
-				}
-			}
+			accessible := len(p.external) > 0 || p.nodePort != nil
+			p.internalLocal = svc.Spec.InternalTrafficPolicy != nil && *svc.Spec.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal
+			p.externalLocal = accessible && svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
+			rs.addServicePort(p, endpointsOf(bySvc[svc.Namespace+"/"+svc.Name], sp, opts.NodeName), opts)
 		}
 	}
 	return rs
+}
+
+// svcPort is one port of a service with what Build needs of the service.
+type svcPort struct {
+	id                           string // ns/name/proto/port
+	vip                          MapKey
+	external                     []MapKey // externalIPs and LoadBalancer ingress IPs
+	nodePort                     *MapKey
+	proto                        uint8
+	affinity                     uint32 // ClientIP affinity timeout in seconds; 0 = none
+	internalLocal, externalLocal bool
+}
+
+// categorize mirrors kube-proxy's CategorizeEndpoints (without topology
+// hints): Ready endpoints, or if there are none, serving+terminating ones —
+// independently for the cluster-wide and the node-local lists.
+func (p svcPort) categorize(eps []epInfo) (cluster, local, reachable []Endpoint, hasAny bool) {
+	accessible := len(p.external) > 0 || p.nodePort != nil
+	usesCluster := !p.internalLocal || accessible
+	usesLocal := p.internalLocal || p.externalLocal
+	pick := func(f func(epInfo) bool) []Endpoint {
+		var out []Endpoint
+		for _, e := range eps {
+			if f(e) {
+				out = append(out, e.Endpoint)
+			}
+		}
+		return out
+	}
+	fallback := func(e epInfo) bool { return !e.ready && e.serving && e.terminating }
+	if usesCluster {
+		cluster = pick(func(e epInfo) bool { return e.ready })
+		if len(cluster) == 0 {
+			cluster = pick(fallback)
+		}
+		hasAny = len(cluster) > 0
+	}
+	if !usesLocal {
+		return cluster, nil, cluster, hasAny
+	}
+	for _, e := range eps {
+		if e.ready || fallback(e) {
+			hasAny = true
+		}
+	}
+	local = pick(func(e epInfo) bool { return e.local && e.ready })
+	if len(local) == 0 {
+		local = pick(func(e epInfo) bool { return e.local && fallback(e) })
+	}
+	if !usesCluster {
+		return nil, local, local, hasAny
+	}
+	seen := map[Endpoint]bool{}
+	for _, e := range append(append([]Endpoint(nil), cluster...), local...) {
+		if !seen[e] {
+			seen[e] = true
+			reachable = append(reachable, e)
+		}
+	}
+	sortEndpoints(reachable)
+	return cluster, local, reachable, hasAny
+}
+
+// addServicePort adds the map elements and chains of one service port, as
+// kube-proxy's nftables proxier writes them.
+func (rs *Ruleset) addServicePort(p svcPort, eps []epInfo, opts Options) {
+	cluster, local, reachable, hasAny := p.categorize(eps)
+	epChain := func(e Endpoint) string { return ChainName("endpoint", fmt.Sprintf("%s__%s/%d", p.id, e.Addr, e.Port)) }
+	affSet := func(e Endpoint) string { return ChainName("affinity", fmt.Sprintf("%s__%s/%d", p.id, e.Addr, e.Port)) }
+
+	clusterChain := ChainName("service", p.id)
+	localChain := ChainName("local", p.id)
+	externalChain := ChainName("external", p.id)
+	usesClusterChain := len(cluster) > 0
+	usesLocalChain := len(local) > 0
+
+	internalChain, hasInternal := clusterChain, hasAny
+	if p.internalLocal {
+		internalChain = localChain
+		hasInternal = hasInternal && len(local) > 0
+	}
+	externalPolicyChain, hasExternal := clusterChain, hasAny
+	if p.externalLocal {
+		externalPolicyChain = localChain
+		hasExternal = hasExternal && len(local) > 0
+	}
+	usesExternalChain := hasAny && (len(p.external) > 0 || p.nodePort != nil)
+
+	internalFilter, externalFilter := VerdictDrop, VerdictDrop
+	if !hasAny {
+		internalFilter, externalFilter = chainRejectName, chainRejectName
+	}
+
+	if hasInternal {
+		rs.Maps[MapServiceIPs][p.vip] = internalChain
+	} else {
+		rs.Maps[MapNoEndpointServices][p.vip] = internalFilter
+	}
+	for _, k := range p.external {
+		if hasAny {
+			rs.Maps[MapServiceIPs][k] = externalChain
+		}
+		if !hasExternal {
+			rs.Maps[MapNoEndpointServices][k] = externalFilter
+		}
+	}
+	if p.nodePort != nil {
+		if hasAny {
+			rs.Maps[MapServiceNodePorts][*p.nodePort] = externalChain
+		}
+		if !hasExternal {
+			rs.Maps[MapNoEndpointNodePorts][*p.nodePort] = externalFilter
+		}
+	}
+
+	// Off-cluster traffic to the ClusterIP is masqueraded (it may have been
+	// routed here from outside; the reply must come back through this node).
+	var internalMasq []Rule
+	if hasInternal && opts.ClusterCIDR.IsValid() {
+		internalMasq = []Rule{{Op: OpNotFromPrefixMarkMasq, Addr: p.vip.Addr, Proto: p.proto, Port: p.vip.Port, Prefix: opts.ClusterCIDR.Masked()}}
+	}
+
+	if usesExternalChain {
+		var rules []Rule
+		if !p.externalLocal {
+			rules = append(rules, Rule{Op: OpJump, Target: chainMarkMasq})
+		} else {
+			if opts.ClusterCIDR.IsValid() {
+				// Pods of this node: short-circuit to all endpoints, as if
+				// they had gone out to the load balancer and come back.
+				rules = append(rules, Rule{Op: OpFromPrefixGoto, Prefix: opts.ClusterCIDR.Masked(), Target: clusterChain})
+			}
+			// The node itself: its source is a local address, masquerade
+			// and use all endpoints.
+			rules = append(rules,
+				Rule{Op: OpFibSaddrLocalMarkMasq},
+				Rule{Op: OpFibSaddrLocalGoto, Target: clusterChain})
+		}
+		if hasExternal {
+			rules = append(rules, Rule{Op: OpGoto, Target: externalPolicyChain})
+		}
+		rs.Chains[externalChain] = newChain(externalChain, rules...)
+	}
+
+	if p.affinity > 0 {
+		for _, e := range reachable {
+			rs.Sets[affSet(e)] = p.affinity
+		}
+	}
+	toEndpoints := func(chain string, eps []Endpoint, masq bool) {
+		var rules []Rule
+		if masq {
+			rules = append(rules, internalMasq...)
+		}
+		if p.affinity > 0 {
+			for _, e := range eps {
+				rules = append(rules, Rule{Op: OpAffinityGoto, Set: affSet(e), Target: epChain(e)})
+			}
+		}
+		targets := make([]string, len(eps))
+		for i, e := range eps {
+			targets[i] = epChain(e)
+		}
+		rules = append(rules, Rule{Op: OpNumgenVmap, Targets: targets})
+		rs.Chains[chain] = newChain(chain, rules...)
+	}
+	if usesClusterChain {
+		toEndpoints(clusterChain, cluster, hasInternal && internalChain == clusterChain)
+	}
+	if usesLocalChain {
+		toEndpoints(localChain, local, hasInternal && internalChain == localChain)
+	}
+	for _, e := range reachable {
+		rules := []Rule{{Op: OpSaddrMarkMasq, Addr: e.Addr}}
+		if p.affinity > 0 {
+			rules = append(rules, Rule{Op: OpAffinityUpdate, Set: affSet(e)})
+		}
+		rules = append(rules, Rule{Op: OpDNAT, Addr: e.Addr, Port: e.Port, Proto: p.proto})
+		rs.Chains[epChain(e)] = newChain(epChain(e), rules...)
+	}
 }
 
 // ChainName derives a stable chain name from a kind and an identity such as
@@ -277,9 +477,9 @@ func clusterIPv4(svc *corev1.Service) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-func readyEndpoints(slices []*discoveryv1.EndpointSlice, sp corev1.ServicePort) []Endpoint {
+func endpointsOf(slices []*discoveryv1.EndpointSlice, sp corev1.ServicePort, nodeName string) []epInfo {
 	seen := map[Endpoint]bool{}
-	var out []Endpoint
+	var out []epInfo
 	for _, s := range slices {
 		var port int32 = -1
 		for _, p := range s.Ports {
@@ -299,29 +499,40 @@ func readyEndpoints(slices []*discoveryv1.EndpointSlice, sp corev1.ServicePort) 
 			continue
 		}
 		for _, ep := range s.Endpoints {
-			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
-				continue
+			c := ep.Conditions
+			info := epInfo{
+				ready:       c.Ready == nil || *c.Ready,
+				serving:     c.Serving == nil || *c.Serving,
+				terminating: c.Terminating != nil && *c.Terminating,
+				local:       nodeName != "" && ep.NodeName != nil && *ep.NodeName == nodeName,
 			}
 			for _, a := range ep.Addresses {
 				addr, err := netip.ParseAddr(a)
 				if err != nil || !addr.Is4() {
 					continue
 				}
-				e := Endpoint{Addr: addr, Port: uint16(port)}
-				if !seen[e] {
-					seen[e] = true
-					out = append(out, e)
+				info.Endpoint = Endpoint{Addr: addr, Port: uint16(port)}
+				if !seen[info.Endpoint] {
+					seen[info.Endpoint] = true
+					out = append(out, info)
 				}
+				break // kube-proxy uses the first address only
 			}
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if c := out[i].Addr.Compare(out[j].Addr); c != 0 {
-			return c < 0
-		}
-		return out[i].Port < out[j].Port
-	})
+	sort.Slice(out, func(i, j int) bool { return endpointLess(out[i].Endpoint, out[j].Endpoint) })
 	return out
+}
+
+func endpointLess(a, b Endpoint) bool {
+	if c := a.Addr.Compare(b.Addr); c != 0 {
+		return c < 0
+	}
+	return a.Port < b.Port
+}
+
+func sortEndpoints(eps []Endpoint) {
+	sort.Slice(eps, func(i, j int) bool { return endpointLess(eps[i], eps[j]) })
 }
 
 func protoOrTCP(p corev1.Protocol) corev1.Protocol {

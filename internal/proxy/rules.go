@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"sync/atomic"
@@ -30,6 +31,15 @@ const (
 	OpMasquerade               // masquerade fully-random
 	OpRejectTCP                // meta l4proto tcp reject with tcp reset
 	OpReject                   // reject (icmp port-unreachable)
+
+	OpNotFromPrefixMarkMasq // ip daddr Addr meta l4proto Proto th dport Port ip saddr != Prefix jump mark-for-masquerade
+	OpFromPrefixGoto        // ip saddr Prefix goto Target
+	OpFibSaddrLocalMarkMasq // fib saddr type local jump mark-for-masquerade
+	OpFibSaddrLocalGoto     // fib saddr type local goto Target
+	OpAffinityGoto          // ip saddr @Set goto Target
+	OpAffinityUpdate        // update @Set { ip saddr }
+	OpEgressReturn          // ip saddr Prefix ip daddr Prefix return
+	OpEgressMasquerade      // ip saddr Prefix ip daddr != 224.0.0.0/4 masquerade fully-random
 )
 
 // Rule is one rule of a chain.
@@ -37,7 +47,9 @@ type Rule struct {
 	Op      Op
 	Target  string // chain or map name
 	Targets []string
+	Set     string // affinity set name
 	Addr    netip.Addr
+	Prefix  netip.Prefix
 	Port    uint16
 	Proto   uint8
 }
@@ -74,6 +86,22 @@ func (r Rule) String() string {
 		return "meta l4proto tcp reject with tcp reset"
 	case OpReject:
 		return "reject"
+	case OpNotFromPrefixMarkMasq:
+		return fmt.Sprintf("ip daddr %s meta l4proto %s th dport %d ip saddr != %s jump %s", r.Addr, protoName(r.Proto), r.Port, r.Prefix, chainMarkMasq)
+	case OpFromPrefixGoto:
+		return fmt.Sprintf("ip saddr %s goto %s", r.Prefix, r.Target)
+	case OpFibSaddrLocalMarkMasq:
+		return "fib saddr type local jump " + chainMarkMasq
+	case OpFibSaddrLocalGoto:
+		return "fib saddr type local goto " + r.Target
+	case OpAffinityGoto:
+		return fmt.Sprintf("ip saddr @%s goto %s", r.Set, r.Target)
+	case OpAffinityUpdate:
+		return fmt.Sprintf("update @%s { ip saddr }", r.Set)
+	case OpEgressReturn:
+		return fmt.Sprintf("ip saddr %s ip daddr %s return", r.Prefix, r.Prefix)
+	case OpEgressMasquerade:
+		return fmt.Sprintf("ip saddr %s ip daddr != %s masquerade fully-random", r.Prefix, multicast)
 	}
 	return fmt.Sprintf("op(%d)", int(r.Op))
 }
@@ -96,7 +124,7 @@ func chainsEqual(x, y Chain) bool {
 
 // exprs builds the rule's expressions. Anonymous sets the rule needs are
 // added to the batch through conn first.
-func (r Rule) exprs(conn Conn, t *nftables.Table, sets map[string]*nftables.Set) ([]expr.Any, error) {
+func (r Rule) exprs(conn Conn, t *nftables.Table, sets func(string) *nftables.Set) ([]expr.Any, error) {
 	switch r.Op {
 	case OpJump, OpGoto:
 		kind := expr.VerdictJump
@@ -141,7 +169,7 @@ func (r Rule) exprs(conn Conn, t *nftables.Table, sets map[string]*nftables.Set)
 			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
 		}, nil
 	case OpLookupVIP, OpLookupNodePort:
-		set := sets[r.Target]
+		set := sets(r.Target)
 		if set == nil {
 			return nil, fmt.Errorf("proxy: unknown map %q", r.Target)
 		}
@@ -191,8 +219,65 @@ func (r Rule) exprs(conn Conn, t *nftables.Table, sets map[string]*nftables.Set)
 		}, nil
 	case OpReject:
 		return []expr.Any{&expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 3}}, nil // port-unreachable
+	case OpNotFromPrefixMarkMasq:
+		a := r.Addr.As4()
+		ex := []expr.Any{
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a[:]},
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{r.Proto}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(r.Port)},
+		}
+		ex = append(ex, prefixMatch(12, r.Prefix, expr.CmpOpNeq)...)
+		return append(ex, &expr.Verdict{Kind: expr.VerdictJump, Chain: chainMarkMasq}), nil
+	case OpFromPrefixGoto:
+		return append(prefixMatch(12, r.Prefix, expr.CmpOpEq), &expr.Verdict{Kind: expr.VerdictGoto, Chain: r.Target}), nil
+	case OpFibSaddrLocalMarkMasq, OpFibSaddrLocalGoto:
+		v := &expr.Verdict{Kind: expr.VerdictJump, Chain: chainMarkMasq}
+		if r.Op == OpFibSaddrLocalGoto {
+			v = &expr.Verdict{Kind: expr.VerdictGoto, Chain: r.Target}
+		}
+		return []expr.Any{
+			&expr.Fib{Register: 1, FlagSADDR: true, ResultADDRTYPE: true},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
+			v,
+		}, nil
+	case OpAffinityGoto, OpAffinityUpdate:
+		set := sets(r.Set)
+		if set == nil {
+			return nil, fmt.Errorf("proxy: unknown set %q", r.Set)
+		}
+		ex := []expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}}
+		if r.Op == OpAffinityUpdate {
+			return append(ex, &expr.Dynset{SrcRegKey: 1, SetName: set.Name, SetID: set.ID, Operation: uint32(unix.NFT_DYNSET_OP_UPDATE)}), nil
+		}
+		return append(ex,
+			&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
+			&expr.Verdict{Kind: expr.VerdictGoto, Chain: r.Target}), nil
+	case OpEgressReturn:
+		ex := append(prefixMatch(12, r.Prefix, expr.CmpOpEq), prefixMatch(16, r.Prefix, expr.CmpOpEq)...)
+		return append(ex, &expr.Verdict{Kind: expr.VerdictReturn}), nil
+	case OpEgressMasquerade:
+		ex := append(prefixMatch(12, r.Prefix, expr.CmpOpEq), prefixMatch(16, multicast, expr.CmpOpNeq)...)
+		return append(ex, &expr.Masq{FullyRandom: true}), nil
 	}
 	return nil, fmt.Errorf("proxy: unknown rule op %d", r.Op)
+}
+
+var multicast = netip.MustParsePrefix("224.0.0.0/4")
+
+// prefixMatch compares the IPv4 address at offset (12 saddr, 16 daddr) of
+// the network header with an IPv4 prefix.
+func prefixMatch(offset uint32, p netip.Prefix, op expr.CmpOp) []expr.Any {
+	p = p.Masked()
+	a := p.Addr().As4()
+	mask := net.CIDRMask(p.Bits(), 32)
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: []byte{0, 0, 0, 0}},
+		&expr.Cmp{Op: op, Register: 1, Data: a[:]},
+	}
 }
 
 var setIDs atomic.Uint32

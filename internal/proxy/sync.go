@@ -1,12 +1,17 @@
 package proxy
 
 import (
+	"encoding/binary"
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // TableName is the one nftables table skiff owns.
@@ -42,46 +47,56 @@ type baseChain struct {
 	rules    []Rule
 }
 
-// staticChains are the chains whose content never depends on services.
-var staticChains = []baseChain{
-	{name: "services", rules: []Rule{{Op: OpLookupVIP, Target: MapServiceIPs}, {Op: OpLookupNodePort, Target: MapServiceNodePorts}}},
-	{name: "filter-services", rules: []Rule{{Op: OpLookupVIP, Target: MapNoEndpointServices}, {Op: OpLookupNodePort, Target: MapNoEndpointNodePorts}}},
-	{name: chainRejectName, rules: []Rule{{Op: OpRejectTCP}, {Op: OpReject}}},
-	{name: chainMarkMasq, rules: []Rule{{Op: OpSetMark}}},
-	{name: "masquerading", rules: []Rule{{Op: OpReturnUnmarked}, {Op: OpClearMark}, {Op: OpMasquerade}}},
-	{name: "nat-prerouting", typ: nftables.ChainTypeNAT, hook: nftables.ChainHookPrerouting, priority: -100, rules: []Rule{{Op: OpJump, Target: "services"}}},
-	{name: "nat-output", typ: nftables.ChainTypeNAT, hook: nftables.ChainHookOutput, priority: -100, rules: []Rule{{Op: OpJump, Target: "services"}}},
-	{name: "nat-postrouting", typ: nftables.ChainTypeNAT, hook: nftables.ChainHookPostrouting, priority: 100, rules: []Rule{{Op: OpJump, Target: "masquerading"}}},
-	{name: "filter-input", typ: nftables.ChainTypeFilter, hook: nftables.ChainHookInput, priority: -110, rules: []Rule{{Op: OpJump, Target: "filter-services"}}},
-	{name: "filter-forward", typ: nftables.ChainTypeFilter, hook: nftables.ChainHookForward, priority: -110, rules: []Rule{{Op: OpJump, Target: "filter-services"}}},
-	{name: "filter-output", typ: nftables.ChainTypeFilter, hook: nftables.ChainHookOutput, priority: -110, rules: []Rule{{Op: OpJump, Target: "filter-services"}}},
+const chainEgress = "cluster-egress"
+
+// staticChains are the chains whose content never depends on services. With
+// a cluster CIDR, cluster-egress masquerades pod traffic leaving the cluster
+// network (flannel's rule: not pod → pod, not multicast).
+func staticChains(opts Options) []baseChain {
+	var egress []Rule
+	if opts.ClusterCIDR.IsValid() && opts.ClusterCIDR.Addr().Is4() {
+		p := opts.ClusterCIDR.Masked()
+		egress = []Rule{{Op: OpEgressReturn, Prefix: p}, {Op: OpEgressMasquerade, Prefix: p}}
+	}
+	return []baseChain{
+		{name: "services", rules: []Rule{{Op: OpLookupVIP, Target: MapServiceIPs}, {Op: OpLookupNodePort, Target: MapServiceNodePorts}}},
+		{name: "filter-services", rules: []Rule{{Op: OpLookupVIP, Target: MapNoEndpointServices}, {Op: OpLookupNodePort, Target: MapNoEndpointNodePorts}}},
+		{name: chainRejectName, rules: []Rule{{Op: OpRejectTCP}, {Op: OpReject}}},
+		{name: chainMarkMasq, rules: []Rule{{Op: OpSetMark}}},
+		{name: "masquerading", rules: []Rule{{Op: OpReturnUnmarked}, {Op: OpClearMark}, {Op: OpMasquerade}}},
+		{name: chainEgress, rules: egress},
+		{name: "nat-prerouting", typ: nftables.ChainTypeNAT, hook: nftables.ChainHookPrerouting, priority: -100, rules: []Rule{{Op: OpJump, Target: "services"}}},
+		{name: "nat-output", typ: nftables.ChainTypeNAT, hook: nftables.ChainHookOutput, priority: -100, rules: []Rule{{Op: OpJump, Target: "services"}}},
+		{name: "nat-postrouting", typ: nftables.ChainTypeNAT, hook: nftables.ChainHookPostrouting, priority: 100, rules: []Rule{{Op: OpJump, Target: "masquerading"}, {Op: OpJump, Target: chainEgress}}},
+		{name: "filter-input", typ: nftables.ChainTypeFilter, hook: nftables.ChainHookInput, priority: -110, rules: []Rule{{Op: OpJump, Target: "filter-services"}}},
+		{name: "filter-forward", typ: nftables.ChainTypeFilter, hook: nftables.ChainHookForward, priority: -110, rules: []Rule{{Op: OpJump, Target: "filter-services"}}},
+		{name: "filter-output", typ: nftables.ChainTypeFilter, hook: nftables.ChainHookOutput, priority: -110, rules: []Rule{{Op: OpJump, Target: "filter-services"}}},
+	}
+}
+
+// StaticString renders the static chains for opts (golden tests, logs).
+func StaticString(opts Options) string {
+	var b strings.Builder
+	for _, c := range staticChains(opts) {
+		b.WriteString(newChain(c.name, c.rules...).String())
+	}
+	return b.String()
 }
 
 // Syncer applies Rulesets to the kernel. It remembers what it applied last so
 // that Apply changes only what differs. Not safe for concurrent use.
 type Syncer struct {
 	opts    Options
+	static  []baseChain
 	table   *nftables.Table
-	sets    map[string]*nftables.Set
+	sets    map[string]*nftables.Set // the four maps
+	aff     map[string]*nftables.Set // affinity sets
 	applied *Ruleset
 }
 
 // NewSyncer returns a Syncer for the table "skiff" (family ip).
 func NewSyncer(opts Options) *Syncer {
-	return &Syncer{opts: opts, table: &nftables.Table{Name: TableName, Family: nftables.TableFamilyIPv4}}
-}
-
-// Check reports whether the kernel's table still holds what the Syncer
-// applied last (false = drift: call FullSync). TODO: compare chains and map
-// elements, not only the table's presence.
-func (s *Syncer) Check(conn Conn) (bool, error) {
-	if s.applied == nil {
-		return false, nil
-	}
-	if _, err := conn.ListTableOfFamily(TableName, s.table.Family); err != nil {
-		return false, nil
-	}
-	return true, nil
+	return &Syncer{opts: opts, static: staticChains(opts), table: &nftables.Table{Name: TableName, Family: nftables.TableFamilyIPv4}}
 }
 
 // Table returns the table the Syncer owns.
@@ -90,6 +105,23 @@ func (s *Syncer) Table() *nftables.Table { return s.table }
 func (s *Syncer) chain(name string) *nftables.Chain {
 	return &nftables.Chain{Name: name, Table: s.table}
 }
+
+func (s *Syncer) lookupSet(name string) *nftables.Set {
+	if set := s.sets[name]; set != nil {
+		return set
+	}
+	return s.aff[name]
+}
+
+func (s *Syncer) affinitySet(name string, timeout uint32) *nftables.Set {
+	id := nextSetID()
+	return &nftables.Set{Table: s.table, ID: id, Name: name, KeyType: nftables.TypeIPAddr,
+		HasTimeout: true, Dynamic: true, Timeout: time.Duration(timeout) * time.Second}
+}
+
+// setDeleter is implemented by *nftables.Conn; a Conn without it gets a
+// full sync when affinity sets must go.
+type setDeleter interface{ DelSet(*nftables.Set) }
 
 // Apply makes the kernel's table match desired in one batch. The first call,
 // and any call after a failed one or when the table has gone (drift), rebuilds
@@ -107,7 +139,35 @@ func (s *Syncer) Apply(conn Conn, desired *Ruleset) error {
 		return s.FullSync(conn, desired)
 	}
 	old := s.applied
+	var addSets, delSets []string
+	for name, timeout := range desired.Sets {
+		if ot, ok := old.Sets[name]; !ok {
+			addSets = append(addSets, name)
+		} else if ot != timeout {
+			return s.FullSync(conn, desired) // a set's timeout cannot change in place
+		}
+	}
+	for name := range old.Sets {
+		if _, ok := desired.Sets[name]; !ok {
+			delSets = append(delSets, name)
+		}
+	}
+	deleter, canDelete := conn.(setDeleter)
+	if len(delSets) > 0 && !canDelete {
+		return s.FullSync(conn, desired)
+	}
 	s.applied = nil // until the batch succeeds
+
+	// 0. new affinity sets.
+	newAff := maps.Clone(s.aff)
+	for _, n := range addSets {
+		set := s.affinitySet(n, desired.Sets[n])
+		if err := conn.AddSet(set, nil); err != nil {
+			return fmt.Errorf("proxy: set %s: %w", n, err)
+		}
+		newAff[n] = set
+	}
+	s.aff = newAff
 
 	var added, changed, removed []string
 	for name, c := range desired.Chains {
@@ -164,9 +224,13 @@ func (s *Syncer) Apply(conn Conn, desired *Ruleset) error {
 			return err
 		}
 	}
-	// 6. removed chains go, now that nothing refers to them.
+	// 6. removed chains go, now that nothing refers to them, then their sets.
 	for _, n := range removed {
 		conn.DelChain(s.chain(n))
+	}
+	for _, n := range delSets {
+		deleter.DelSet(&nftables.Set{Table: s.table, Name: n})
+		delete(s.aff, n)
 	}
 	if err := conn.Flush(); err != nil {
 		return fmt.Errorf("proxy: apply: %w", err)
@@ -185,7 +249,7 @@ func (s *Syncer) FullSync(conn Conn, desired *Ruleset) error {
 		conn.DelTable(t)
 	}
 	conn.AddTable(t)
-	for _, c := range staticChains {
+	for _, c := range s.static {
 		ch := s.chain(c.name)
 		if c.hook != nil {
 			ch.Type, ch.Hooknum, ch.Priority = c.typ, c.hook, nftables.ChainPriorityRef(nftables.ChainPriority(c.priority))
@@ -214,7 +278,15 @@ func (s *Syncer) FullSync(conn Conn, desired *Ruleset) error {
 		}
 		s.sets[m.name] = set
 	}
-	for _, c := range staticChains {
+	s.aff = map[string]*nftables.Set{}
+	for _, name := range slices.Sorted(maps.Keys(desired.Sets)) {
+		set := s.affinitySet(name, desired.Sets[name])
+		if err := conn.AddSet(set, nil); err != nil {
+			return fmt.Errorf("proxy: set %s: %w", name, err)
+		}
+		s.aff[name] = set
+	}
+	for _, c := range s.static {
 		if err := s.addRules(conn, c.name, c.rules); err != nil {
 			return err
 		}
@@ -241,7 +313,7 @@ func (s *Syncer) Delete(conn Conn) error {
 
 func (s *Syncer) addRules(conn Conn, chain string, rules []Rule) error {
 	for _, r := range rules {
-		ex, err := r.exprs(conn, s.table, s.sets)
+		ex, err := r.exprs(conn, s.table, s.lookupSet)
 		if err != nil {
 			return fmt.Errorf("proxy: chain %s: %w", chain, err)
 		}
@@ -269,5 +341,161 @@ func addElements(conn Conn, set *nftables.Set, elems []nftables.SetElement) erro
 }
 
 func element(k MapKey, chain string) nftables.SetElement {
+	if chain == VerdictDrop {
+		return nftables.SetElement{Key: mapKeyBytes(k), VerdictData: &expr.Verdict{Kind: expr.VerdictDrop}}
+	}
 	return nftables.SetElement{Key: mapKeyBytes(k), VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: chain}}
+}
+
+// Lister is the read side of *nftables.Conn that Check needs.
+type Lister interface {
+	ListTableOfFamily(name string, family nftables.TableFamily) (*nftables.Table, error)
+	ListChainsOfTableFamily(family nftables.TableFamily) ([]*nftables.Chain, error)
+	GetRules(*nftables.Table, *nftables.Chain) ([]*nftables.Rule, error)
+	GetSets(*nftables.Table) ([]*nftables.Set, error)
+	GetSetElements(*nftables.Set) ([]nftables.SetElement, error)
+}
+
+var _ Lister = (*nftables.Conn)(nil)
+
+// Check reports whether the kernel's table still holds what the Syncer
+// applied last; false (drift, or nothing applied yet) means: call FullSync.
+// It compares the set of chains, the number of rules of every chain, the
+// elements (keys and verdicts) of the four maps and the existence of the
+// affinity sets. It reads the whole table (one dump per chain): meant for a
+// periodic check, not for every sync. conn must also be a Lister (a
+// *nftables.Conn is).
+func (s *Syncer) Check(conn Conn) (bool, error) {
+	if s.applied == nil {
+		return false, nil
+	}
+	l, ok := conn.(Lister)
+	if !ok {
+		return false, fmt.Errorf("proxy: check: %T cannot list the table", conn)
+	}
+	diff, err := s.drift(l)
+	if err != nil {
+		return false, err
+	}
+	return diff == "", nil
+}
+
+// drift describes the first difference between the kernel and what was
+// applied ("" = none). A missing table is drift, not an error.
+func (s *Syncer) drift(l Lister) (string, error) {
+	applied := s.applied
+	if _, err := l.ListTableOfFamily(TableName, s.table.Family); err != nil {
+		return "table missing", nil
+	}
+	chains, err := l.ListChainsOfTableFamily(s.table.Family)
+	if err != nil {
+		return "", fmt.Errorf("proxy: check: list chains: %w", err)
+	}
+	want := make(map[string]int, len(applied.Chains)+len(s.static))
+	for _, c := range s.static {
+		want[c.name] = len(c.rules)
+	}
+	for n, c := range applied.Chains {
+		want[n] = len(c.Rules)
+	}
+	got := 0
+	for _, c := range chains {
+		if c.Table == nil || c.Table.Name != TableName {
+			continue
+		}
+		n, ok := want[c.Name]
+		if !ok {
+			return "extra chain " + c.Name, nil
+		}
+		got++
+		rules, err := l.GetRules(s.table, c)
+		if err != nil {
+			return "", fmt.Errorf("proxy: check: rules of %s: %w", c.Name, err)
+		}
+		if len(rules) != n {
+			return fmt.Sprintf("chain %s has %d rules, want %d", c.Name, len(rules), n), nil
+		}
+	}
+	if got != len(want) {
+		return fmt.Sprintf("%d chains, want %d", got, len(want)), nil
+	}
+	sets, err := l.GetSets(s.table)
+	if err != nil {
+		return "", fmt.Errorf("proxy: check: list sets: %w", err)
+	}
+	named := map[string]*nftables.Set{}
+	for _, set := range sets {
+		if !set.Anonymous {
+			named[set.Name] = set
+		}
+	}
+	for name := range applied.Sets {
+		if named[name] == nil {
+			return "affinity set missing: " + name, nil
+		}
+	}
+	for _, m := range []string{MapServiceIPs, MapServiceNodePorts, MapNoEndpointServices, MapNoEndpointNodePorts} {
+		set := named[m]
+		if set == nil {
+			return "map missing: " + m, nil
+		}
+		elems, err := l.GetSetElements(set)
+		if err != nil {
+			return "", fmt.Errorf("proxy: check: elements of %s: %w", m, err)
+		}
+		wantElems := applied.Maps[m]
+		if len(elems) != len(wantElems) {
+			return fmt.Sprintf("map %s has %d elements, want %d", m, len(elems), len(wantElems)), nil
+		}
+		byKey := make(map[string]string, len(wantElems))
+		for k, v := range wantElems {
+			byKey[string(mapKeyBytes(k))] = v
+		}
+		for _, e := range elems {
+			v, ok := byKey[string(e.Key)]
+			if !ok {
+				return fmt.Sprintf("map %s: unexpected key %x", m, e.Key), nil
+			}
+			if got := verdictOf(e); got != v {
+				return fmt.Sprintf("map %s: key %x → %q, want %q", m, e.Key, got, v), nil
+			}
+		}
+	}
+	return "", nil
+}
+
+// verdictOf decodes an element's verdict as a Ruleset map value: the chain
+// of a goto, VerdictDrop, or "?" (the library returns verdict data as raw
+// nested attributes).
+func verdictOf(e nftables.SetElement) string {
+	if e.VerdictData != nil {
+		if e.VerdictData.Kind == expr.VerdictDrop {
+			return VerdictDrop
+		}
+		return e.VerdictData.Chain
+	}
+	ad, err := netlink.NewAttributeDecoder(e.Val)
+	if err != nil {
+		return "?"
+	}
+	var code int32
+	var chain string
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.NFTA_VERDICT_CODE:
+			code = int32(binary.BigEndian.Uint32(ad.Bytes()))
+		case unix.NFTA_VERDICT_CHAIN:
+			chain = ad.String()
+		}
+	}
+	if ad.Err() != nil {
+		return "?"
+	}
+	switch {
+	case code == 0: // NF_DROP
+		return VerdictDrop
+	case code == unix.NFT_GOTO && chain != "":
+		return chain
+	}
+	return fmt.Sprintf("verdict %d %s", code, chain)
 }

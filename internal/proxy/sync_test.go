@@ -155,3 +155,5 @@ func TestApplyIncremental(t *testing.T) {
 		}
 	})
 }
+
+func (f *fakeConn) DelSet(s *nftables.Set) { f.log("delete set %s", s.Name) }
