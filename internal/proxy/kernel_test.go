@@ -237,8 +237,8 @@ func TestKernelClusterIP(t *testing.T) {
 		if _, err := dial(t, tp.client, "203.0.113.10:80"); !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Fatalf("web without endpoints: %v, want refused", err)
 		}
-		if n := len(ruleHandles(t, conn, s)); n != len(staticChains(Options{})) {
-			t.Errorf("%d chains left, want only the %d static ones", n, len(staticChains(Options{})))
+		if n := len(ruleHandles(t, conn, s)); n != len(staticChains) {
+			t.Errorf("%d chains left, want only the %d static ones", n, len(staticChains))
 		}
 	})
 
@@ -355,7 +355,7 @@ func TestKernelManyServices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(chains) != len(rs.Chains)+len(staticChains(Options{})) {
-		t.Fatalf("%d chains, want %d", len(chains), len(rs.Chains)+len(staticChains(Options{})))
+	if len(chains) != len(rs.Chains)+len(staticChains) {
+		t.Fatalf("%d chains, want %d", len(chains), len(rs.Chains)+len(staticChains))
 	}
 }

@@ -124,3 +124,167 @@ func TestMapKeyBytes(t *testing.T) {
 		t.Fatalf("node port key %d bytes, want %d", n, keyNodePort.Bytes)
 	}
 }
+
+func epOn(ip, node string, ready bool) discoveryv1.Endpoint {
+	e := ep(ip, ready)
+	e.NodeName = &node
+	return e
+}
+
+func chainHas(t *testing.T, rs *Ruleset, chain string, want ...string) {
+	t.Helper()
+	c, ok := rs.Chains[chain]
+	if !ok {
+		t.Fatalf("no chain %s in\n%s", chain, rs)
+	}
+	var got []string
+	for _, r := range c.Rules {
+		got = append(got, r.String())
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("chain %s:\n%s\nwant\n%s", chain, strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestBuildAffinity(t *testing.T) {
+	s := svc("default", "sticky", "203.0.113.30", port("http", 80, 0))
+	s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
+	rs := Build([]*corev1.Service{s}, []*discoveryv1.EndpointSlice{
+		slice("default", "sticky", "http", 8080, ep("10.244.2.2", true), ep("10.244.3.2", true)),
+	}, Options{})
+	id := "default/sticky/tcp/80"
+	a1, a2 := ChainName("affinity", id+"__10.244.2.2/8080"), ChainName("affinity", id+"__10.244.3.2/8080")
+	e1, e2 := ChainName("endpoint", id+"__10.244.2.2/8080"), ChainName("endpoint", id+"__10.244.3.2/8080")
+	if rs.Sets[a1] != 10800 || rs.Sets[a2] != 10800 || len(rs.Sets) != 2 {
+		t.Fatalf("sets %v, want two with the default timeout 10800", rs.Sets)
+	}
+	chainHas(t, rs, ChainName("service", id),
+		"ip saddr @"+a1+" goto "+e1,
+		"ip saddr @"+a2+" goto "+e2,
+		"numgen random mod 2 vmap { 0 : goto "+e1+", 1 : goto "+e2+" }")
+	chainHas(t, rs, e1, "ip saddr 10.244.2.2 jump mark-for-masquerade", "update @"+a1+" { ip saddr }", "meta l4proto tcp dnat to 10.244.2.2:8080")
+
+	timeout := int32(60)
+	s.Spec.SessionAffinityConfig = &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: &timeout}}
+	rs = Build([]*corev1.Service{s}, []*discoveryv1.EndpointSlice{slice("default", "sticky", "http", 8080, ep("10.244.2.2", true))}, Options{})
+	if len(rs.Sets) != 1 || rs.Sets[a1] != 60 {
+		t.Fatalf("sets %v, want %s with 60 s", rs.Sets, a1)
+	}
+}
+
+func TestBuildExternalTrafficPolicyLocal(t *testing.T) {
+	opts := Options{NodeName: "n1", ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16")}
+	mk := func() *corev1.Service {
+		s := nodePortSvc("default", "loc", "203.0.113.40", port("http", 80, 30090))
+		s.Spec.ExternalIPs = []string{"198.51.100.70"}
+		s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+		return s
+	}
+	id := "default/loc/tcp/80"
+	svcC, locC, extC := ChainName("service", id), ChainName("local", id), ChainName("external", id)
+	e1, e2 := ChainName("endpoint", id+"__10.244.2.2/8080"), ChainName("endpoint", id+"__10.244.3.2/8080")
+
+	rs := Build([]*corev1.Service{mk()}, []*discoveryv1.EndpointSlice{
+		slice("default", "loc", "http", 8080, epOn("10.244.2.2", "n1", true), epOn("10.244.3.2", "n2", true)),
+	}, opts)
+	ext := MapKey{Addr: mustParse("198.51.100.70"), Proto: ProtoTCP, Port: 80}
+	vip := MapKey{Addr: mustParse("203.0.113.40"), Proto: ProtoTCP, Port: 80}
+	np := MapKey{Proto: ProtoTCP, Port: 30090}
+	if rs.Maps[MapServiceIPs][vip] != svcC || rs.Maps[MapServiceIPs][ext] != extC || rs.Maps[MapServiceNodePorts][np] != extC {
+		t.Fatalf("maps:\n%s", rs)
+	}
+	if len(rs.Maps[MapNoEndpointServices])+len(rs.Maps[MapNoEndpointNodePorts]) != 0 {
+		t.Fatalf("no-endpoint elements with a local endpoint:\n%s", rs)
+	}
+	chainHas(t, rs, extC,
+		"ip saddr 10.244.0.0/16 goto "+svcC,
+		"fib saddr type local jump mark-for-masquerade",
+		"fib saddr type local goto "+svcC,
+		"goto "+locC)
+	chainHas(t, rs, locC, "numgen random mod 1 vmap { 0 : goto "+e1+" }")
+	chainHas(t, rs, svcC,
+		"ip daddr 203.0.113.40 meta l4proto tcp th dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade",
+		"numgen random mod 2 vmap { 0 : goto "+e1+", 1 : goto "+e2+" }")
+
+	// No local endpoint: external traffic is dropped (what the short-circuit
+	// rules do not catch), the ClusterIP still works.
+	rs = Build([]*corev1.Service{mk()}, []*discoveryv1.EndpointSlice{
+		slice("default", "loc", "http", 8080, epOn("10.244.3.2", "n2", true)),
+	}, opts)
+	if rs.Maps[MapNoEndpointServices][ext] != VerdictDrop || rs.Maps[MapNoEndpointNodePorts][np] != VerdictDrop {
+		t.Fatalf("want drop for external traffic:\n%s", rs)
+	}
+	if rs.Maps[MapServiceIPs][ext] != extC || rs.Maps[MapServiceNodePorts][np] != extC || rs.Maps[MapServiceIPs][vip] != svcC {
+		t.Fatalf("want the external chain still (short-circuit) and the VIP:\n%s", rs)
+	}
+	chainHas(t, rs, extC, "ip saddr 10.244.0.0/16 goto "+svcC, "fib saddr type local jump mark-for-masquerade", "fib saddr type local goto "+svcC)
+	if _, ok := rs.Chains[locC]; ok {
+		t.Errorf("local chain without local endpoints")
+	}
+	if strings.Contains(rs.String(), "drop") && rs.Maps[MapNoEndpointServices][vip] != "" {
+		t.Errorf("VIP in no-endpoint map")
+	}
+}
+
+func TestBuildInternalTrafficPolicyLocal(t *testing.T) {
+	local := corev1.ServiceInternalTrafficPolicyLocal
+	s := svc("default", "itp", "203.0.113.41", port("http", 80, 0))
+	s.Spec.InternalTrafficPolicy = &local
+	id := "default/itp/tcp/80"
+	vip := MapKey{Addr: mustParse("203.0.113.41"), Proto: ProtoTCP, Port: 80}
+	rs := Build([]*corev1.Service{s}, []*discoveryv1.EndpointSlice{
+		slice("default", "itp", "http", 8080, epOn("10.244.2.2", "n1", true), epOn("10.244.3.2", "n2", true)),
+	}, Options{NodeName: "n1"})
+	if rs.Maps[MapServiceIPs][vip] != ChainName("local", id) {
+		t.Fatalf("VIP not to the local chain:\n%s", rs)
+	}
+	if _, ok := rs.Chains[ChainName("service", id)]; ok {
+		t.Errorf("cluster chain for an internal-only Local service")
+	}
+	if _, ok := rs.Chains[ChainName("endpoint", id+"__10.244.3.2/8080")]; ok {
+		t.Errorf("remote endpoint chain programmed")
+	}
+	// None local: dropped (there are endpoints elsewhere); none at all: rejected.
+	rs = Build([]*corev1.Service{s}, []*discoveryv1.EndpointSlice{
+		slice("default", "itp", "http", 8080, epOn("10.244.3.2", "n2", true)),
+	}, Options{NodeName: "n1"})
+	if rs.Maps[MapNoEndpointServices][vip] != VerdictDrop || len(rs.Chains) != 0 {
+		t.Fatalf("want drop, no chains:\n%s", rs)
+	}
+	rs = Build([]*corev1.Service{s}, nil, Options{NodeName: "n1"})
+	if rs.Maps[MapNoEndpointServices][vip] != chainRejectName {
+		t.Fatalf("want reject:\n%s", rs)
+	}
+}
+
+func TestBuildEndpointConditions(t *testing.T) {
+	yes, no := true, false
+	nilReady := discoveryv1.Endpoint{Addresses: []string{"10.244.2.2"}}
+	term := discoveryv1.Endpoint{Addresses: []string{"10.244.3.2"},
+		Conditions: discoveryv1.EndpointConditions{Ready: &no, Serving: &yes, Terminating: &yes}}
+	termNotServing := discoveryv1.Endpoint{Addresses: []string{"10.244.4.2"},
+		Conditions: discoveryv1.EndpointConditions{Ready: &no, Serving: &no, Terminating: &yes}}
+	s := svc("default", "c", "203.0.113.42", port("http", 80, 0))
+	id := "default/c/tcp/80"
+	has := func(rs *Ruleset, ip string) bool {
+		_, ok := rs.Chains[ChainName("endpoint", id+"__"+ip+"/8080")]
+		return ok
+	}
+	rs := Build([]*corev1.Service{s}, []*discoveryv1.EndpointSlice{slice("default", "c", "http", 8080, nilReady, term, termNotServing)}, Options{})
+	if !has(rs, "10.244.2.2") || has(rs, "10.244.3.2") || has(rs, "10.244.4.2") {
+		t.Fatalf("ready=nil counts as ready; terminating not used while one is ready:\n%s", rs)
+	}
+	rs = Build([]*corev1.Service{s}, []*discoveryv1.EndpointSlice{slice("default", "c", "http", 8080, term, termNotServing)}, Options{})
+	if !has(rs, "10.244.3.2") || has(rs, "10.244.4.2") {
+		t.Fatalf("serving+terminating is the fallback, not-serving never:\n%s", rs)
+	}
+}
+
+func TestBuildIgnoresOtherProxies(t *testing.T) {
+	s := svc("default", "other-proxy", "203.0.113.43", port("http", 80, 0))
+	s.Labels = map[string]string{LabelServiceProxyName: "someone-else"}
+	rs := Build([]*corev1.Service{s}, []*discoveryv1.EndpointSlice{slice("default", "other-proxy", "http", 8080, ep("10.244.2.2", true))}, Options{})
+	if len(rs.Chains) != 0 || len(rs.Maps[MapServiceIPs]) != 0 || len(rs.Maps[MapNoEndpointServices]) != 0 {
+		t.Fatalf("service of another proxy programmed:\n%s", rs)
+	}
+}

@@ -49,10 +49,14 @@ type baseChain struct {
 
 const chainEgress = "cluster-egress"
 
-// staticChains are the chains whose content never depends on services. With
+// staticChains are the static chains without a cluster CIDR (no egress
+// masquerade); a Syncer uses staticChainsFor(its options).
+var staticChains = staticChainsFor(Options{})
+
+// staticChainsFor returns the chains whose content never depends on services. With
 // a cluster CIDR, cluster-egress masquerades pod traffic leaving the cluster
 // network (flannel's rule: not pod → pod, not multicast).
-func staticChains(opts Options) []baseChain {
+func staticChainsFor(opts Options) []baseChain {
 	var egress []Rule
 	if opts.ClusterCIDR.IsValid() && opts.ClusterCIDR.Addr().Is4() {
 		p := opts.ClusterCIDR.Masked()
@@ -77,7 +81,7 @@ func staticChains(opts Options) []baseChain {
 // StaticString renders the static chains for opts (golden tests, logs).
 func StaticString(opts Options) string {
 	var b strings.Builder
-	for _, c := range staticChains(opts) {
+	for _, c := range staticChainsFor(opts) {
 		b.WriteString(newChain(c.name, c.rules...).String())
 	}
 	return b.String()
@@ -96,7 +100,7 @@ type Syncer struct {
 
 // NewSyncer returns a Syncer for the table "skiff" (family ip).
 func NewSyncer(opts Options) *Syncer {
-	return &Syncer{opts: opts, static: staticChains(opts), table: &nftables.Table{Name: TableName, Family: nftables.TableFamilyIPv4}}
+	return &Syncer{opts: opts, static: staticChainsFor(opts), table: &nftables.Table{Name: TableName, Family: nftables.TableFamilyIPv4}}
 }
 
 // Table returns the table the Syncer owns.
