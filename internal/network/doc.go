@@ -3,12 +3,18 @@
 // (host side on the bridge, pod side eth0 in the pod's network namespace), and
 // a file-backed IPAM that hands out the pod addresses.
 //
+// Routes (routes.go, vxlan.go) reach the other nodes' pod CIDRs, flannel
+// style: host-gw (a route per peer via its node IP) or vxlan (a VXLAN device
+// with permanent FDB and neighbour entries per peer). Every route skiff
+// installs carries RouteProtocol. EnsureSysctls sets ip_forward (and
+// bridge-nf-call-iptables where br_netfilter is loaded); Cleanup removes the
+// bridge, the veths, the VXLAN device and skiff's routes, nothing else.
+//
 // Everything is done with netlink (github.com/vishvananda/netlink); nothing
 // shells out. The "host" side is configured through a netlink handle opened in
-// Config.HostNetNS, so tests run entirely inside namespaces they create.
+// Config.HostNetNS / RoutesConfig.HostNetNS, so tests run entirely inside
+// namespaces they create (cluster_test.go: hosts on a test switch).
 //
-// Out of scope here (plug points): cross-node routes (host-gw) or a VXLAN
-// device with FDB/neighbour entries go beside EnsureBridge in the host
-// namespace, keyed by the peer nodes' podCIDRs; masquerade of traffic leaving
-// the cluster CIDR and ip_forward belong to the agent / proxy (nftables).
+// Out of scope here: masquerade of traffic leaving the cluster CIDR belongs to
+// the proxy (nftables).
 package network

@@ -1,0 +1,158 @@
+package network
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func TestHostGW(t *testing.T) {
+	requireRoot(t)
+	hosts := newTestCluster(t, 3, BackendHostGW)
+	n1 := hosts[0]
+	addForeign(t, n1)
+	if mtu, err := n1.routes.PodMTU(); err != nil || mtu != 1500 {
+		t.Fatalf("PodMTU %d %v, want 1500", mtu, err)
+	}
+	// Without Sync no pod reaches another node's pods.
+	if err := pingFrom(n1.pod, hosts[1].podIP, 300*time.Millisecond); err == nil {
+		t.Fatal("pod on node2 reachable before Sync")
+	}
+	nodes := nodesOf(hosts)
+	syncAll(t, hosts, nodes)
+	syncAll(t, hosts, nodes) // idempotent
+	for _, th := range hosts {
+		rs := ourRoutesIn(t, th)
+		if len(rs) != 2 {
+			t.Fatalf("%s: skiff routes %v, want one per peer", th.name, routeDsts(rs))
+		}
+		for _, r := range rs {
+			if r.Gw == nil || r.LinkIndex == 0 {
+				t.Fatalf("%s: route %v has no gateway/link", th.name, r)
+			}
+			dst := netip.MustParsePrefix(r.Dst.String())
+			peer := hosts[slices.IndexFunc(hosts, func(o *testHost) bool { return o.cidr == dst })]
+			if r.Gw.String() != peer.ip.String() {
+				t.Fatalf("%s: route %v via %v, want via %v", th.name, r.Dst, r.Gw, peer.ip)
+			}
+		}
+	}
+	checkPodToPod(t, hosts, 8080)
+
+	// A restarted agent (new Routes) syncs the same state: nothing duplicated.
+	again, err := NewRoutes(RoutesConfig{Backend: BackendHostGW, NodeIP: n1.ip, PodCIDR: n1.cidr, HostNetNS: n1.ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if err := again.Ensure(); err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Sync(PeersFromNodes(nodes, n1.name)); err != nil {
+		t.Fatal(err)
+	}
+	if rs := ourRoutesIn(t, n1); len(rs) != 2 {
+		t.Fatalf("after restart: %v", routeDsts(rs))
+	}
+
+	// node3 leaves: its route goes, node2's stays.
+	if err := n1.routes.Sync(PeersFromNodes(nodes[:2], n1.name)); err != nil {
+		t.Fatal(err)
+	}
+	if rs := ourRoutesIn(t, n1); len(rs) != 1 || rs[0].Dst.String() != "10.42.2.0/24" {
+		t.Fatalf("after node3 left: %v", routeDsts(rs))
+	}
+	// A changed node IP for node2 moves the route (replaced, not added).
+	moved := []Peer{{Name: "node2", NodeIP: netip.MustParseAddr("198.51.100.99"), PodCIDR: hosts[1].cidr}}
+	if err := n1.routes.Sync(moved); err != nil {
+		t.Fatal(err)
+	}
+	if rs := ourRoutesIn(t, n1); len(rs) != 1 || rs[0].Gw.String() != "198.51.100.99" {
+		t.Fatalf("after node2 moved: %v", rs)
+	}
+	// A peer not on the link cannot be a host-gw peer: an error naming it, others still programmed.
+	bad := append(moved, Peer{Name: "far", NodeIP: netip.MustParseAddr("203.0.113.7"), PodCIDR: netip.MustParsePrefix("10.42.9.0/24")})
+	if err := n1.routes.Sync(bad); err == nil {
+		t.Fatal("Sync with an unreachable host-gw peer: no error")
+	}
+	if rs := ourRoutesIn(t, n1); len(rs) != 1 {
+		t.Fatalf("after unreachable peer: %v", routeDsts(rs))
+	}
+	if err := n1.routes.Sync(nil); err != nil {
+		t.Fatal(err)
+	}
+	if rs := ourRoutesIn(t, n1); len(rs) != 0 {
+		t.Fatalf("after Sync(nil): %v", routeDsts(rs))
+	}
+	checkForeign(t, n1)
+
+	// Cleanup removes skiff's links and routes and nothing else; twice is fine.
+	for _, th := range hosts {
+		for range 2 {
+			if err := Cleanup(th.ns); err != nil {
+				t.Fatalf("%s: Cleanup: %v", th.name, err)
+			}
+		}
+		checkCleaned(t, th)
+	}
+	checkForeign(t, n1)
+}
+
+func TestPeersFromNodes(t *testing.T) {
+	node := func(name, ip, cidr, mac string) *corev1.Node {
+		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{}}, Spec: corev1.NodeSpec{PodCIDR: cidr}}
+		if ip != "" {
+			n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeExternalIP, Address: "203.0.113.1"}, {Type: corev1.NodeInternalIP, Address: ip}}
+		}
+		if mac != "" {
+			n.Annotations[AnnotationVTEPMAC] = mac
+		}
+		return n
+	}
+	nodes := []*corev1.Node{
+		node("c", "198.51.100.13", "10.42.3.0/24", "02:56:c6:33:64:0d"),
+		node("self", "198.51.100.10", "10.42.0.0/24", "02:56:c6:33:64:0a"),
+		node("a", "198.51.100.11", "10.42.1.0/24", ""),
+		node("b", "198.51.100.12", "10.42.2.0/24", "not-a-mac"),
+		node("no-ip", "", "10.42.4.0/24", ""),
+		node("no-cidr", "198.51.100.15", "", ""),
+		nil,
+	}
+	got := PeersFromNodes(nodes, "self")
+	var names []string
+	for _, p := range got {
+		names = append(names, p.Name)
+	}
+	if !slices.Equal(names, []string{"a", "b", "c"}) {
+		t.Fatalf("peers %v", names)
+	}
+	c := got[2]
+	if c.NodeIP != netip.MustParseAddr("198.51.100.13") || c.PodCIDR != netip.MustParsePrefix("10.42.3.0/24") || c.VTEPMAC.String() != "02:56:c6:33:64:0d" {
+		t.Fatalf("peer c %+v", c)
+	}
+	if got[0].VTEPMAC != nil || got[1].VTEPMAC != nil {
+		t.Fatalf("MAC of a/b: %v %v", got[0].VTEPMAC, got[1].VTEPMAC)
+	}
+	if m := vtepMAC(netip.MustParseAddr("198.51.100.13")); m.String() != "02:56:c6:33:64:0d" || m[0]&1 != 0 || m[0]&2 == 0 {
+		t.Fatalf("vtepMAC %v: want locally administered unicast", m)
+	}
+}
+
+func TestNewRoutesInvalid(t *testing.T) {
+	ip, cidr := netip.MustParseAddr("198.51.100.11"), netip.MustParsePrefix("10.42.1.0/24")
+	for _, cfg := range []RoutesConfig{
+		{Backend: "udp", NodeIP: ip, PodCIDR: cidr},
+		{NodeIP: netip.MustParseAddr("2001:db8::1"), PodCIDR: cidr},
+		{NodeIP: ip},
+		{NodeIP: ip, PodCIDR: cidr, VXLANDevice: "a-very-long-device"},
+		{NodeIP: ip, PodCIDR: cidr, VNI: 1 << 24},
+	} {
+		if _, err := NewRoutes(cfg); err == nil {
+			t.Errorf("%+v: no error", cfg)
+		}
+	}
+}
