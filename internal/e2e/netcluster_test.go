@@ -1,0 +1,146 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ncPod is a busybox pod pinned to a node; hostNetwork runs it in the
+// node's own namespace.
+func ncPod(name, node string, hostNetwork bool, command ...string) string {
+	hn := ""
+	if hostNetwork {
+		hn = "\n  hostNetwork: true"
+	}
+	return `apiVersion: v1
+kind: Pod
+metadata: {name: ` + name + `, labels: {app: ` + name + `}}
+spec:
+  nodeSelector: {kubernetes.io/hostname: ` + node + `}` + hn + `
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: ` + testImage + `
+    command: ["` + strings.Join(command, `", "`) + `"]
+`
+}
+
+// TestNetClusterBasics checks the multi-node harness itself: three nodes
+// (the server's and two agents, each in its own host namespace) become
+// Ready with their host IPs, upstream kubectl works, each agent runs a pod,
+// the API reaches every kubelet over the switch (exec), a client host
+// outside the cluster reaches the server and a host-network pod, an agent
+// restart leaves its pod running, and the teardown leaves nothing.
+func TestNetClusterBasics(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-node cluster")
+	}
+	upstreamKubectl(t)
+	nc := startNetCluster(t, netClusterOpts{})
+	client := nc.Client()
+	ctx := context.Background()
+
+	// Nodes and their InternalIPs.
+	want := nc.NodeIPs()
+	if len(want) != 3 {
+		t.Fatalf("NodeIPs: %v", want)
+	}
+	nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, n := range nodes.Items {
+		names = append(names, n.Name)
+		ip := ""
+		for _, a := range n.Status.Addresses {
+			if a.Type == corev1.NodeInternalIP {
+				ip = a.Address
+			}
+		}
+		if ip != want[n.Name] {
+			t.Errorf("node %s InternalIP %q, want %q", n.Name, ip, want[n.Name])
+		}
+	}
+	sort.Strings(names)
+	if strings.Join(names, ",") != "agent-1,agent-2,server" {
+		t.Errorf("nodes %v", names)
+	}
+	out := nc.MustKubectl("", "get", "nodes", "-o", "wide")
+	for name, ip := range want {
+		if !strings.Contains(out, name) || !strings.Contains(out, ip) {
+			t.Errorf("kubectl get nodes -o wide lacks %s %s:\n%s", name, ip, out)
+		}
+	}
+
+	// A pod on each agent; a host-network web server on agent-2.
+	for _, a := range nc.Agents {
+		nc.MustKubectl(ncPod("sleeper-"+a.Name, a.Name, false, "sleep", "3600"), "apply", "-f", "-")
+	}
+	nc.MustKubectl(ncPod("hostweb", "agent-2", true, "httpd", "-f", "-p", "8080", "-h", "/var/www"), "apply", "-f", "-")
+	running := func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning }
+	for _, a := range nc.Agents {
+		p := nc.WaitPod("default", "sleeper-"+a.Name, "Running", 90*time.Second, running)
+		if p.Spec.NodeName != a.Name {
+			t.Errorf("sleeper-%s on %q", a.Name, p.Spec.NodeName)
+		}
+		// API server → that agent's kubelet, over the switch.
+		if out := nc.MustKubectl("", "exec", "sleeper-"+a.Name, "--", "echo", "hi from", a.Name); out != "hi from "+a.Name+"\n" {
+			t.Errorf("exec on %s: %q", a.Name, out)
+		}
+	}
+	nc.WaitPod("default", "hostweb", "Running", 90*time.Second, running)
+
+	// The client host reaches the API server and the host-network pod.
+	nc.eventually(30*time.Second, "client → server /readyz", func() bool {
+		body, err := nc.HTTPGet(ncClient, "https://"+ncServerIP+":6443/readyz", "")
+		return err == nil && strings.Contains(body, "ok")
+	})
+	nc.eventually(30*time.Second, "client → hostweb on agent-2", func() bool {
+		body, err := nc.HTTPGet(ncClient, "http://"+want["agent-2"]+":8080/", "web.example")
+		return err == nil && strings.Contains(body, "skiff")
+	})
+	// The hosts see only each other: the client's namespace has no route
+	// to anything but the test subnet's hosts.
+	if out, err := nc.Exec(ncClient, "cat", "/proc/net/route"); err != nil || strings.Count(out, "\n") != 3 {
+		t.Errorf("client routes (want header, subnet, default): %v\n%s", err, out)
+	}
+
+	t.Run("agent restart keeps its pod", func(t *testing.T) {
+		before := nc.WaitPod("default", "sleeper-agent-1", "Running", time.Second, running)
+		nc.RestartAgent(0)
+		nc.waitNodeReady("agent-1", 60*time.Second)
+		if out := nc.MustKubectl("", "exec", "sleeper-agent-1", "--", "echo", "back"); out != "back\n" {
+			t.Errorf("exec after restart: %q", out)
+		}
+		after := nc.WaitPod("default", "sleeper-agent-1", "Running", 10*time.Second, running)
+		if after.UID != before.UID || len(after.Status.ContainerStatuses) != 1 || after.Status.ContainerStatuses[0].RestartCount != 0 {
+			t.Errorf("pod after agent restart: %s (uid %s → %s)", podSummary(after), before.UID, after.UID)
+		}
+	})
+
+	// Teardown (t.Cleanup would do it too) leaves nothing behind.
+	nsDir := nc.Server.NetNS
+	dir := nc.dir
+	nc.Stop()
+	if _, err := os.Stat(nsDir); !os.IsNotExist(err) {
+		t.Errorf("server netns after Stop: %v", err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("data dir after Stop: %v", err)
+	}
+	ents, _ := os.ReadDir(ncNetNSDir)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), filepath.Base(dir)) {
+			t.Errorf("left behind: %s", e.Name())
+		}
+	}
+}
