@@ -1,11 +1,13 @@
 package network
 
 import (
+	"net"
 	"net/netip"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -153,6 +155,145 @@ func TestNewRoutesInvalid(t *testing.T) {
 	} {
 		if _, err := NewRoutes(cfg); err == nil {
 			t.Errorf("%+v: no error", cfg)
+		}
+	}
+}
+
+func TestVXLAN(t *testing.T) {
+	requireRoot(t)
+	hosts := newTestCluster(t, 3, BackendVXLAN)
+	n1 := hosts[0]
+	addForeign(t, n1)
+
+	// The device: VNI, port, local address, learning off, MTU, MAC, address, up.
+	l, err := n1.h.LinkByName(DefaultVXLANDevice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, ok := l.(*netlink.Vxlan)
+	if !ok {
+		t.Fatalf("%s is a %s", DefaultVXLANDevice, l.Type())
+	}
+	if v.VxlanId != 1 || v.Port != 8472 || !v.SrcAddr.Equal(n1.ip.AsSlice()) || v.Learning || v.MTU != 1450 ||
+		v.HardwareAddr.String() != n1.routes.VTEPMAC().String() || v.Flags&net.FlagUp == 0 {
+		t.Fatalf("VXLAN device %+v", v)
+	}
+	if as, _ := n1.h.AddrList(l, netlink.FAMILY_V4); len(as) != 1 || as[0].IPNet.String() != "10.42.1.0/32" {
+		t.Fatalf("VXLAN device addresses %v", as)
+	}
+	if mtu, err := n1.routes.PodMTU(); err != nil || mtu != 1450 {
+		t.Fatalf("PodMTU %d %v, want 1450", mtu, err)
+	}
+	if br, err := n1.h.LinkByName(DefaultBridgeName); err != nil || br.Attrs().MTU != 1450 {
+		t.Fatalf("bridge MTU: %v", err)
+	}
+
+	// Without Sync no pod reaches another node's pods.
+	if err := pingFrom(n1.pod, hosts[1].podIP, 300*time.Millisecond); err == nil {
+		t.Fatal("pod on node2 reachable before Sync")
+	}
+	nodes := nodesOf(hosts)
+	syncAll(t, hosts, nodes)
+	syncAll(t, hosts, nodes) // idempotent
+	for _, th := range hosts {
+		checkVXLANState(t, th, hosts, len(hosts)-1)
+	}
+	checkPodToPod(t, hosts, 8080)
+
+	// Restart: a new Routes ensures and syncs the same state, nothing duplicated.
+	again, err := NewRoutes(RoutesConfig{NodeIP: n1.ip, PodCIDR: n1.cidr, HostNetNS: n1.ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if err := again.Ensure(); err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Sync(PeersFromNodes(nodes, n1.name)); err != nil {
+		t.Fatal(err)
+	}
+	if l2, err := n1.h.LinkByName(DefaultVXLANDevice); err != nil || l2.Attrs().Index != l.Attrs().Index {
+		t.Fatalf("VXLAN device recreated on restart: %v", err)
+	}
+	checkVXLANState(t, n1, hosts, 2)
+
+	// node3 leaves: its route, neighbour and FDB entry go; node2's stay.
+	if err := n1.routes.Sync(PeersFromNodes(nodes[:2], n1.name)); err != nil {
+		t.Fatal(err)
+	}
+	checkVXLANState(t, n1, hosts[:2], 1)
+	// A peer without a VTEP MAC yet is skipped.
+	noMAC := PeersFromNodes(nodes[:2], n1.name)
+	noMAC[0].VTEPMAC = nil
+	if err := n1.routes.Sync(noMAC); err != nil {
+		t.Fatal(err)
+	}
+	checkVXLANState(t, n1, hosts[:1], 0)
+
+	// The device deleted behind our back: Sync repairs it and the peers.
+	if err := n1.h.LinkDel(l); err != nil {
+		t.Fatal(err)
+	}
+	syncAll(t, hosts, nodes)
+	checkVXLANState(t, n1, hosts, 2)
+	// An MTU changed behind our back is fixed by Ensure.
+	l, _ = n1.h.LinkByName(DefaultVXLANDevice)
+	if err := n1.h.LinkSetMTU(l, 1300); err != nil {
+		t.Fatal(err)
+	}
+	if err := n1.routes.Ensure(); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ = n1.h.LinkByName(DefaultVXLANDevice); l.Attrs().MTU != 1450 {
+		t.Fatalf("MTU after Ensure %d", l.Attrs().MTU)
+	}
+	checkPodToPod(t, hosts, 8081)
+	checkForeign(t, n1)
+
+	for _, th := range hosts {
+		for range 2 {
+			if err := Cleanup(th.ns); err != nil {
+				t.Fatalf("%s: Cleanup: %v", th.name, err)
+			}
+		}
+		checkCleaned(t, th)
+	}
+	checkForeign(t, n1)
+}
+
+// checkVXLANState: th has exactly one route, neighbour and FDB entry per
+// peer in hosts (other than th), right ones, and nothing else.
+func checkVXLANState(t *testing.T, th *testHost, hosts []*testHost, want int) {
+	t.Helper()
+	rs := ourRoutesIn(t, th)
+	neigh, fdb := vxlanEntries(t, th)
+	if len(rs) != want || len(neigh) != want || len(fdb) != want {
+		t.Fatalf("%s: %d routes %v, %d neighbours %v, %d FDB entries %v; want %d each", th.name, len(rs), routeDsts(rs), len(neigh), neigh, len(fdb), fdb, want)
+	}
+	vx, err := th.h.LinkByName(DefaultVXLANDevice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range hosts {
+		if p == th {
+			continue
+		}
+		gw := p.cidr.Addr().String()
+		mac := p.routes.VTEPMAC().String()
+		if !slices.ContainsFunc(rs, func(r netlink.Route) bool {
+			return r.Dst.String() == p.cidr.String() && r.Gw.String() == gw && r.LinkIndex == vx.Attrs().Index && r.Flags&int(netlink.FLAG_ONLINK) != 0
+		}) {
+			t.Fatalf("%s: no route %v via %s onlink dev %s in %v", th.name, p.cidr, gw, DefaultVXLANDevice, rs)
+		}
+		if !slices.ContainsFunc(neigh, func(n netlink.Neigh) bool {
+			return n.IP.String() == gw && n.HardwareAddr.String() == mac && n.State&netlink.NUD_PERMANENT != 0
+		}) {
+			t.Fatalf("%s: no permanent neighbour %s → %s in %v", th.name, gw, mac, neigh)
+		}
+		if !slices.ContainsFunc(fdb, func(n netlink.Neigh) bool {
+			return n.IP.String() == p.ip.String() && n.HardwareAddr.String() == mac && n.State&netlink.NUD_PERMANENT != 0
+		}) {
+			t.Fatalf("%s: no permanent FDB entry %s → %v in %v", th.name, mac, p.ip, fdb)
 		}
 	}
 }
