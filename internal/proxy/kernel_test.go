@@ -8,8 +8,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -357,5 +359,230 @@ func TestKernelManyServices(t *testing.T) {
 	}
 	if len(chains) != len(rs.Chains)+len(staticChains) {
 		t.Fatalf("%d chains, want %d", len(chains), len(rs.Chains)+len(staticChains))
+	}
+}
+
+func dialTimeout(t *testing.T, ns *testNS, addr string, timeout time.Duration) error {
+	t.Helper()
+	var derr error
+	ns.do(t, func() error {
+		c, err := net.DialTimeout("tcp4", addr, timeout)
+		if err == nil {
+			c.Close()
+		}
+		derr = err
+		return nil
+	})
+	return derr
+}
+
+// wantDropped: the connection attempt times out (dropped), it is not refused.
+func wantDropped(t *testing.T, ns *testNS, addr string) {
+	t.Helper()
+	err := dialTimeout(t, ns, addr, 1500*time.Millisecond)
+	if err == nil {
+		t.Fatalf("dial %s succeeded, want dropped", addr)
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("dial %s refused, want dropped (timeout)", addr)
+	}
+}
+
+func mustCheck(t *testing.T, s *Syncer, conn *nftables.Conn, want bool) {
+	t.Helper()
+	ok, err := s.Check(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok != want {
+		why, _ := s.drift(conn)
+		t.Fatalf("Check = %v, want %v (%s)", ok, want, why)
+	}
+}
+
+func TestKernelSessionAffinity(t *testing.T) {
+	tp := newTopo(t)
+	conn := tp.node.nft(t)
+	s := NewSyncer(Options{})
+	sticky := svc("default", "sticky", "203.0.113.30", port("http", 80, 0))
+	sticky.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
+	plain := svc("default", "web", "203.0.113.10", port("http", 80, 0))
+	slices := []*discoveryv1.EndpointSlice{
+		slice("default", "sticky", "http", 8080, ep("10.244.2.2", true), ep("10.244.3.2", true)),
+		slice("default", "web", "http", 8080, ep("10.244.2.2", true), ep("10.244.3.2", true)),
+	}
+	if err := s.Apply(conn, Build([]*corev1.Service{sticky, plain}, slices, Options{})); err != nil {
+		t.Fatal(err)
+	}
+	mustCheck(t, s, conn, true)
+	first, err := dial(t, tp.client, "203.0.113.30:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 30; i++ {
+		r, err := dial(t, tp.client, "203.0.113.30:80")
+		if err != nil || r != first {
+			t.Fatalf("connection %d: %q, %v; want %q every time", i, r, err, first)
+		}
+	}
+	// The same client without affinity spreads (so the above is not luck).
+	seen := map[string]bool{}
+	for i := 0; i < 40 && len(seen) < 2; i++ {
+		r, err := dial(t, tp.client, "203.0.113.10:80")
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[r] = true
+	}
+	if len(seen) != 2 {
+		t.Fatalf("without affinity: %v", seen)
+	}
+	// Incremental: the sticky endpoint goes; the client moves to the other
+	// one and its set is deleted with its chain.
+	other := "10.244.3.2"
+	if first == "b2" {
+		other = "10.244.2.2"
+	}
+	slices[0] = slice("default", "sticky", "http", 8080, ep(other, true))
+	if err := s.Apply(conn, Build([]*corev1.Service{sticky, plain}, slices, Options{})); err != nil {
+		t.Fatal(err)
+	}
+	mustCheck(t, s, conn, true)
+	for i := 0; i < 5; i++ {
+		if r, err := dial(t, tp.client, "203.0.113.30:80"); err != nil || r == first {
+			t.Fatalf("after the endpoint went: %q, %v", r, err)
+		}
+	}
+	tbl, _ := conn.ListTableOfFamily(TableName, nftables.TableFamilyIPv4)
+	sets, err := conn.GetSets(tbl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var aff []string
+	for _, set := range sets {
+		if strings.HasPrefix(set.Name, "affinity-") {
+			aff = append(aff, set.Name)
+			if !set.HasTimeout || set.Timeout != 10800*time.Second {
+				t.Errorf("set %s: timeout %v %v", set.Name, set.HasTimeout, set.Timeout)
+			}
+		}
+	}
+	if len(aff) != 1 || !strings.Contains(aff[0], other) {
+		t.Fatalf("affinity sets %v, want one for %s", aff, other)
+	}
+}
+
+// localTopo: the node is "node"; b1 is a local endpoint, b2 stands for an
+// endpoint on another node. The cluster CIDR 10.244.2.0/23 holds b1 and b2
+// (pods); the client 10.244.1.2 is outside it (an external client).
+var localOpts = Options{NodeName: "node", ClusterCIDR: netip.MustParsePrefix("10.244.2.0/23")}
+
+func TestKernelExternalTrafficPolicyLocal(t *testing.T) {
+	tp := newTopo(t)
+	serveWho(t, tp.b1, "10.244.2.2:8081", "b1")
+	serveWho(t, tp.b2, "10.244.3.2:8081", "b2")
+	conn := tp.node.nft(t)
+	s := NewSyncer(localOpts)
+	loc := nodePortSvc("default", "loc", "203.0.113.40", port("http", 80, 30090))
+	loc.Spec.ExternalIPs = []string{"198.51.100.70"}
+	loc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	build := func(eps ...discoveryv1.Endpoint) *Ruleset {
+		return Build([]*corev1.Service{loc}, []*discoveryv1.EndpointSlice{slice("default", "loc", "http", 8081, eps...)}, localOpts)
+	}
+	if err := s.Apply(conn, build(epOn("10.244.2.2", "node", true), epOn("10.244.3.2", "other", true))); err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range []string{"10.244.1.1:30090", "198.51.100.70:80"} {
+		for i := 0; i < 10; i++ {
+			if r, err := dial(t, tp.client, addr); err != nil || r != "b1 from 10.244.1.2" {
+				t.Fatalf("external client → %s: %q, %v; want the local endpoint, client IP kept", addr, r, err)
+			}
+		}
+	}
+	t.Run("pods short-circuit to all endpoints", func(t *testing.T) {
+		seen := map[string]bool{}
+		for i := 0; i < 40 && len(seen) < 2; i++ {
+			r, err := dial(t, tp.b2, "198.51.100.70:80")
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen[strings.Fields(r)[0]] = true
+		}
+		if !seen["b1"] || !seen["b2"] {
+			t.Fatalf("pod → external IP reached %v, want both endpoints", seen)
+		}
+	})
+	t.Run("the node itself", func(t *testing.T) {
+		if r, err := dial(t, tp.node, "10.244.1.1:30090"); err != nil || !strings.HasPrefix(r, "b") {
+			t.Fatalf("node → its NodePort: %q, %v", r, err)
+		}
+	})
+	t.Run("no local endpoint drops external traffic", func(t *testing.T) {
+		if err := s.Apply(conn, build(epOn("10.244.3.2", "other", true))); err != nil {
+			t.Fatal(err)
+		}
+		mustCheck(t, s, conn, true)
+		wantDropped(t, tp.client, "10.244.1.1:30090")
+		wantDropped(t, tp.client, "198.51.100.70:80")
+		if r, err := dial(t, tp.b1, "198.51.100.70:80"); err != nil || !strings.HasPrefix(r, "b2 from") {
+			t.Fatalf("pod → external IP: %q, %v, want b2 (short-circuit)", r, err)
+		}
+		if r, err := dial(t, tp.client, "203.0.113.40:80"); err != nil || !strings.HasPrefix(r, "b2 from") {
+			t.Fatalf("ClusterIP: %q, %v, want b2", r, err)
+		}
+	})
+}
+
+func TestKernelInternalTrafficPolicyLocal(t *testing.T) {
+	tp := newTopo(t)
+	conn := tp.node.nft(t)
+	s := NewSyncer(localOpts)
+	local := corev1.ServiceInternalTrafficPolicyLocal
+	itp := svc("default", "itp", "203.0.113.41", port("http", 80, 0))
+	itp.Spec.InternalTrafficPolicy = &local
+	build := func(eps ...discoveryv1.Endpoint) *Ruleset {
+		return Build([]*corev1.Service{itp}, []*discoveryv1.EndpointSlice{slice("default", "itp", "http", 8080, eps...)}, localOpts)
+	}
+	if err := s.Apply(conn, build(epOn("10.244.2.2", "node", true), epOn("10.244.3.2", "other", true))); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		if r, err := dial(t, tp.client, "203.0.113.41:80"); err != nil || r != "b1" {
+			t.Fatalf("ClusterIP: %q, %v, want the local endpoint b1 only", r, err)
+		}
+	}
+	if err := s.Apply(conn, build(epOn("10.244.3.2", "other", true))); err != nil {
+		t.Fatal(err)
+	}
+	wantDropped(t, tp.client, "203.0.113.41:80")
+}
+
+func TestKernelEgressMasquerade(t *testing.T) {
+	tp := newTopo(t)
+	serveWho(t, tp.client, "10.244.1.2:9090", "outside")
+	serveWho(t, tp.b2, "10.244.3.2:8081", "b2")
+	conn := tp.node.nft(t)
+	web := svc("default", "web", "203.0.113.10", port("http", 80, 0))
+	rs := Build([]*corev1.Service{web}, []*discoveryv1.EndpointSlice{slice("default", "web", "http", 8081, ep("10.244.3.2", true))}, localOpts)
+	s := NewSyncer(localOpts)
+	if err := s.Apply(conn, rs); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ addr, want string }{
+		{"10.244.1.2:9090", "outside from 10.244.1.1"}, // leaves the cluster network: masqueraded
+		{"10.244.3.2:8081", "b2 from 10.244.2.2"},      // pod → pod: not
+		{"203.0.113.10:80", "b2 from 10.244.2.2"},      // pod → service → pod: not
+	} {
+		if r, err := dial(t, tp.b1, c.addr); err != nil || r != c.want {
+			t.Errorf("b1 → %s: %q, %v; want %q", c.addr, r, err, c.want)
+		}
+	}
+	// Without a cluster CIDR nothing is masqueraded.
+	s2 := NewSyncer(Options{})
+	if err := s2.FullSync(conn, Build([]*corev1.Service{web}, []*discoveryv1.EndpointSlice{slice("default", "web", "http", 8081, ep("10.244.3.2", true))}, Options{})); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := dial(t, tp.b1, "10.244.1.2:9090"); err != nil || r != "outside from 10.244.2.2" {
+		t.Errorf("without cluster CIDR: %q, %v", r, err)
 	}
 }

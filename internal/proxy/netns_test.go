@@ -212,3 +212,26 @@ func serve(tb testing.TB, ns *testNS, addr, name string) {
 		}
 	}()
 }
+
+// serveWho is serve, but the reply is "name from <client IP>": tests see the
+// source address the server saw (masquerade or not).
+func serveWho(tb testing.TB, ns *testNS, addr, name string) {
+	tb.Helper()
+	var ln net.Listener
+	ns.do(tb, func() (err error) {
+		ln, err = net.Listen("tcp4", addr)
+		return err
+	})
+	tb.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+			c.Write([]byte(name + " from " + host))
+			c.Close()
+		}
+	}()
+}
