@@ -1,0 +1,520 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+)
+
+// Connection benchmarks (issue 5): connection rate and latency through a
+// ClusterIP versus directly to the pod IP; the ratio is the proxy's overhead.
+//
+// Two node layouts, each in its own test namespaces (deleted in Cleanup):
+//
+//	bridge  client 10.244.0.2 and backend 10.244.0.3 on the node's bridge
+//	        skiff0 (10.244.0.1), as skiff's pod network lays pods out. The
+//	        direct path is bridged (through the node's netfilter hooks, as
+//	        br_netfilter is on); the ClusterIP path is routed by the node,
+//	        DNATed, and bridged back out — what a pod on a real node sees.
+//	routed  client 10.244.1.2 and backend 10.244.2.2 on veths of their own,
+//	        routed by the node: both paths are forwarded by the node, so the
+//	        difference is the nftables lookup and DNAT alone.
+//
+// The backend runs a TCP echo server on :8080; Service bench/echo has VIP
+// 10.43.0.100:80 → backend:8080. For each layout:
+//
+//	direct             to backend:8080
+//	clusterip          to 10.43.0.100:80, the echo service alone in the table
+//	clusterip-1000svc  the same with 1,000 other services programmed (the
+//	                   service-ips map lookup is constant-time)
+//
+// BenchmarkConnect: one op = new TCP connection, 4-byte request, 4-byte
+// reply, close (ns/op is the inverse of the connection rate; p50/p99 are
+// reported in µs). The client closes with SO_LINGER 0 (RST): neither end keeps
+// TIME_WAIT, so b.N is not bounded by the ephemeral port range or conntrack's
+// TIME_WAIT entries; every connection is still fully set up and NATed.
+// BenchmarkRequest: one op = 4-byte request and reply on one kept-alive
+// connection (conntrack's established fast path: expect equal figures).
+//
+// The client loop runs on an OS thread locked into the client namespace and
+// uses plain syscalls (non-blocking socket + poll, 5 s timeout per wait) so
+// that the Go scheduler adds as little as possible to what the kernel does.
+
+const (
+	cbVIP         = "10.43.0.100"
+	cbVIPPort     = 80
+	cbBackendPort = 8080
+	cbOthers      = 1000
+	cbTimeout     = 5 * time.Second
+)
+
+var cbMsg = []byte("ping")
+
+type cbTopo struct {
+	node, client, backend *testNS
+	backendIP             string
+	syncer                *Syncer
+	small, large          *Ruleset
+}
+
+// cbLayouts are the node layouts every connection benchmark runs on.
+var cbLayouts = []struct {
+	name  string
+	setup func(b *testing.B) *cbTopo
+}{
+	{"bridge", cbBridge},
+	{"routed", cbRouted},
+}
+
+func BenchmarkConnect(b *testing.B) { cbRun(b, cbConnectLoop) }
+
+func BenchmarkRequest(b *testing.B) { cbRun(b, cbRequestLoop) }
+
+// cbLoop runs b.N ops against addr on a thread in the client namespace and
+// returns each op's latency.
+type cbLoop func(b *testing.B, addr *unix.SockaddrInet4) ([]time.Duration, error)
+
+func cbRun(b *testing.B, loop cbLoop) {
+	requireRoot(b)
+	for _, l := range cbLayouts {
+		b.Run(l.name, func(b *testing.B) {
+			tp := l.setup(b) // namespaces live until this sub-benchmark ends
+			direct := cbSockaddr(tp.backendIP, cbBackendPort)
+			vip := cbSockaddr(cbVIP, cbVIPPort)
+			cases := []struct {
+				name string
+				rs   *Ruleset
+				addr *unix.SockaddrInet4
+			}{
+				{"direct", tp.small, direct},
+				{"clusterip", tp.small, vip},
+				{fmt.Sprintf("clusterip-%dsvc", cbOthers), tp.large, vip},
+			}
+			for _, c := range cases {
+				b.Run(c.name, func(b *testing.B) {
+					tp.apply(b, c.rs)
+					tp.waitReachable(b, c.addr)
+					var lat []time.Duration
+					var lerr error
+					tp.client.do(b, func() error {
+						lat, lerr = loop(b, c.addr)
+						return nil
+					})
+					if lerr != nil {
+						b.Fatalf("%s → %s: %v", c.name, cbAddrString(c.addr), lerr)
+					}
+					cbReport(b, lat)
+				})
+			}
+		})
+	}
+}
+
+// cbConnectLoop: connect, request, reply, close; b.N times.
+func cbConnectLoop(b *testing.B, addr *unix.SockaddrInet4) ([]time.Duration, error) {
+	lat := make([]time.Duration, b.N)
+	buf := make([]byte, len(cbMsg))
+	b.ResetTimer()
+	for i := range b.N {
+		t0 := time.Now()
+		fd, err := cbDial(addr)
+		if err == nil {
+			err = cbRoundTrip(fd, buf)
+			unix.Close(fd) // SO_LINGER 0: RST, no TIME_WAIT
+		}
+		lat[i] = time.Since(t0)
+		if err != nil {
+			b.StopTimer()
+			return nil, fmt.Errorf("connection %d: %w", i, err)
+		}
+	}
+	b.StopTimer()
+	return lat, nil
+}
+
+// cbRequestLoop: one connection, b.N request/reply round trips.
+func cbRequestLoop(b *testing.B, addr *unix.SockaddrInet4) ([]time.Duration, error) {
+	fd, err := cbDial(addr)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	lat := make([]time.Duration, b.N)
+	buf := make([]byte, len(cbMsg))
+	b.ResetTimer()
+	for i := range b.N {
+		t0 := time.Now()
+		err := cbRoundTrip(fd, buf)
+		lat[i] = time.Since(t0)
+		if err != nil {
+			b.StopTimer()
+			return nil, fmt.Errorf("request %d: %w", i, err)
+		}
+	}
+	b.StopTimer()
+	return lat, nil
+}
+
+func cbReport(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	pct := func(p int) float64 {
+		return float64(lat[(len(lat)-1)*p/100]) / float64(time.Microsecond)
+	}
+	b.ReportMetric(pct(50), "p50-µs")
+	b.ReportMetric(pct(99), "p99-µs")
+	var sum time.Duration
+	for _, d := range lat {
+		sum += d
+	}
+	b.ReportMetric(float64(len(lat))/sum.Seconds(), "ops/s")
+}
+
+// cbDial opens a non-blocking TCP connection to addr from the calling
+// thread's network namespace, with TCP_NODELAY and SO_LINGER 0.
+func cbDial(addr *unix.SockaddrInet4) (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("socket: %w", err)
+	}
+	if err := unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("SO_LINGER: %w", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("TCP_NODELAY: %w", err)
+	}
+	err = unix.Connect(fd, addr)
+	if errors.Is(err, unix.EINPROGRESS) {
+		if err = cbWait(fd, unix.POLLOUT); err == nil {
+			var soerr int
+			soerr, err = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+			if err == nil && soerr != 0 {
+				err = unix.Errno(soerr)
+			}
+		}
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("connect %s: %w", cbAddrString(addr), err)
+	}
+	return fd, nil
+}
+
+// cbRoundTrip writes cbMsg and reads the echo into buf, checking it.
+func cbRoundTrip(fd int, buf []byte) error {
+	for off := 0; off < len(cbMsg); {
+		n, err := unix.Write(fd, cbMsg[off:])
+		switch {
+		case errors.Is(err, unix.EAGAIN):
+			if err := cbWait(fd, unix.POLLOUT); err != nil {
+				return err
+			}
+		case errors.Is(err, unix.EINTR):
+		case err != nil:
+			return fmt.Errorf("write: %w", err)
+		default:
+			off += n
+		}
+	}
+	for off := 0; off < len(buf); {
+		n, err := unix.Read(fd, buf[off:])
+		switch {
+		case errors.Is(err, unix.EAGAIN):
+			if err := cbWait(fd, unix.POLLIN); err != nil {
+				return err
+			}
+		case errors.Is(err, unix.EINTR):
+		case err != nil:
+			return fmt.Errorf("read: %w", err)
+		case n == 0:
+			return fmt.Errorf("read: EOF after %d bytes", off)
+		default:
+			off += n
+		}
+	}
+	if !bytes.Equal(buf, cbMsg) {
+		return fmt.Errorf("reply %q, want %q", buf, cbMsg)
+	}
+	return nil
+}
+
+// cbWait polls fd for events for up to cbTimeout (EINTR retried).
+func cbWait(fd int, events int16) error {
+	deadline := time.Now().Add(cbTimeout)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return fmt.Errorf("timed out after %v", cbTimeout)
+		}
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: events}}
+		n, err := unix.Poll(pfd, int(left/time.Millisecond)+1)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("poll: %w", err)
+		}
+		if n > 0 {
+			return nil // readiness or an error: the next call reports it
+		}
+	}
+}
+
+func cbSockaddr(ip string, port int) *unix.SockaddrInet4 {
+	return &unix.SockaddrInet4{Addr: netip.MustParseAddr(ip).As4(), Port: port}
+}
+
+func cbAddrString(a *unix.SockaddrInet4) string {
+	return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
+}
+
+// waitReachable tries one round trip to addr until it works (links coming
+// up, neighbour resolution), for up to cbTimeout.
+func (tp *cbTopo) waitReachable(b *testing.B, addr *unix.SockaddrInet4) {
+	b.Helper()
+	var last error
+	deadline := time.Now().Add(cbTimeout)
+	for time.Now().Before(deadline) {
+		tp.client.do(b, func() error {
+			fd, err := cbDial(addr)
+			if err == nil {
+				err = cbRoundTrip(fd, make([]byte, len(cbMsg)))
+				unix.Close(fd)
+			}
+			last = err
+			return nil
+		})
+		if last == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.Fatalf("%s not reachable from the client: %v", cbAddrString(addr), last)
+}
+
+func (tp *cbTopo) apply(b *testing.B, rs *Ruleset) {
+	b.Helper()
+	if err := tp.syncer.Apply(tp.node.nft(b), rs); err != nil {
+		b.Fatalf("apply: %v", err)
+	}
+}
+
+// cbRulesets: the echo service alone, and with cbOthers more services whose
+// endpoints (10.244.100.0/22, never dialled) exist nowhere.
+func cbRulesets(backendIP string) (small, large *Ruleset) {
+	svcs := []*corev1.Service{svc("bench", "echo", cbVIP, port("http", cbVIPPort, 0))}
+	sls := []*discoveryv1.EndpointSlice{slice("bench", "echo", "http", cbBackendPort, ep(backendIP, true))}
+	small = Build(svcs, sls, Options{})
+	for i := range cbOthers {
+		name := fmt.Sprintf("other-%d", i)
+		svcs = append(svcs, svc("bench", name, fmt.Sprintf("10.43.%d.%d", 1+i/250, 1+i%250), port("http", 80, 0)))
+		sls = append(sls, slice("bench", name, "http", 8080,
+			ep(fmt.Sprintf("10.244.%d.%d", 100+i/250, 1+i%250), true)))
+	}
+	return small, Build(svcs, sls, Options{})
+}
+
+// cbBridge: client and backend on the node's bridge.
+func cbBridge(b *testing.B) *cbTopo {
+	tp := &cbTopo{node: newNS(b), client: newNS(b), backend: newNS(b), backendIP: "10.244.0.3"}
+	// br_netfilter makes bridged replies from the backend pass conntrack,
+	// which undoes the DNAT; without it a ClusterIP reply to a pod on the
+	// same bridge skips the reverse NAT. Only read it: on old kernels the
+	// setting is global.
+	var brnf string
+	tp.node.do(b, func() error {
+		v, err := os.ReadFile("/proc/sys/net/bridge/bridge-nf-call-iptables")
+		if err == nil {
+			brnf = strings.TrimSpace(string(v))
+		}
+		return nil
+	})
+	if brnf != "1" {
+		b.Skipf("bridge-nf-call-iptables is %q in a new namespace (br_netfilter not loaded?): ClusterIP replies on one bridge would skip conntrack", brnf)
+	}
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "skiff0"}}
+	if err := tp.node.nl.LinkAdd(br); err != nil {
+		b.Fatalf("bridge: %v", err)
+	}
+	brl, err := tp.node.nl.LinkByName("skiff0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := tp.node.nl.AddrAdd(brl, mustAddr(b, "10.244.0.1/24")); err != nil {
+		b.Fatal(err)
+	}
+	if err := tp.node.nl.LinkSetUp(brl); err != nil {
+		b.Fatal(err)
+	}
+	cbBridgePort(b, tp.node, brl, tp.client, "vcl", "10.244.0.2/24")
+	cbBridgePort(b, tp.node, brl, tp.backend, "vbe", tp.backendIP+"/24")
+	return tp.finish(b)
+}
+
+// cbBridgePort plugs pod into the bridge with a veth (eth0 in pod, address
+// addr, default route via the bridge's 10.244.0.1).
+func cbBridgePort(b *testing.B, node *testNS, br netlink.Link, pod *testNS, name, addr string) {
+	b.Helper()
+	veth := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: name, MasterIndex: br.Attrs().Index},
+		PeerName:      "eth0",
+		PeerNamespace: netlink.NsFd(int(pod.h)),
+	}
+	if err := node.nl.LinkAdd(veth); err != nil {
+		b.Fatalf("veth %s: %v", name, err)
+	}
+	l, err := node.nl.LinkByName(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := node.nl.LinkSetUp(l); err != nil {
+		b.Fatal(err)
+	}
+	pl, err := pod.nl.LinkByName("eth0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pod.nl.AddrAdd(pl, mustAddr(b, addr)); err != nil {
+		b.Fatal(err)
+	}
+	if err := pod.nl.LinkSetUp(pl); err != nil {
+		b.Fatal(err)
+	}
+	if err := pod.nl.RouteAdd(&netlink.Route{LinkIndex: pl.Attrs().Index, Gw: net.ParseIP("10.244.0.1")}); err != nil {
+		b.Fatalf("default route in %s: %v", pod.name, err)
+	}
+}
+
+// cbRouted: client and backend each on a veth of the node, routed.
+func cbRouted(b *testing.B) *cbTopo {
+	tp := &cbTopo{node: newNS(b), client: newNS(b), backend: newNS(b), backendIP: "10.244.2.2"}
+	link(b, tp.node, tp.client, "vc", "10.244.1.1/24", "10.244.1.2/24")
+	link(b, tp.node, tp.backend, "vb", "10.244.2.1/24", tp.backendIP+"/24")
+	return tp.finish(b)
+}
+
+// finish: forwarding on, echo server in the backend, proxy table programmed.
+func (tp *cbTopo) finish(b *testing.B) *cbTopo {
+	enableForwarding(b, tp.node)
+	cbEcho(b, tp.backend, fmt.Sprintf("%s:%d", tp.backendIP, cbBackendPort))
+	tp.small, tp.large = cbRulesets(tp.backendIP)
+	tp.syncer = NewSyncer(Options{})
+	tp.apply(b, tp.small)
+	return tp
+}
+
+// cbEcho serves a TCP echo on addr in ns, one connection at a time (the
+// benchmarks are sequential), with the same non-blocking syscalls and poll
+// as the client, so no Go scheduler wake-up sits in the measured path. The
+// benchmark's cleanup stops it and waits for it; every connection is closed.
+func cbEcho(b *testing.B, ns *testNS, addr string) {
+	b.Helper()
+	ap := netip.MustParseAddrPort(addr)
+	lfd := -1
+	ns.do(b, func() error { // the socket stays in ns
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		lfd = fd
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+			return err
+		}
+		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}); err != nil {
+			return err
+		}
+		return unix.Listen(fd, 128)
+	})
+	var stop atomic.Bool
+	done := make(chan struct{})
+	b.Cleanup(func() {
+		stop.Store(true)
+		<-done
+		unix.Close(lfd)
+	})
+	if lfd < 0 {
+		close(done)
+		b.Fatal("echo: no listening socket")
+	}
+	go func() {
+		defer close(done)
+		buf := make([]byte, 512)
+		for !stop.Load() {
+			if !cbWaitStop(lfd, unix.POLLIN, &stop) {
+				return
+			}
+			cfd, _, err := unix.Accept4(lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			if err != nil {
+				continue // EAGAIN, EINTR, ECONNABORTED: poll again
+			}
+			unix.SetsockoptInt(cfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+			cbEchoConn(cfd, buf, &stop)
+			unix.Close(cfd)
+		}
+	}()
+}
+
+// cbEchoConn echoes on fd until EOF, an error or stop.
+func cbEchoConn(fd int, buf []byte, stop *atomic.Bool) {
+	for {
+		n, err := unix.Read(fd, buf)
+		switch {
+		case errors.Is(err, unix.EAGAIN):
+			if !cbWaitStop(fd, unix.POLLIN, stop) {
+				return
+			}
+			continue
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil || n == 0:
+			return // EOF or the client's RST
+		}
+		for off := 0; off < n; {
+			w, err := unix.Write(fd, buf[off:n])
+			switch {
+			case errors.Is(err, unix.EAGAIN):
+				if !cbWaitStop(fd, unix.POLLOUT, stop) {
+					return
+				}
+			case errors.Is(err, unix.EINTR):
+			case err != nil:
+				return
+			default:
+				off += w
+			}
+		}
+	}
+}
+
+// cbWaitStop polls fd for events in 100 ms slices until they come (true) or
+// stop is set (false).
+func cbWaitStop(fd int, events int16, stop *atomic.Bool) bool {
+	for !stop.Load() {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: events}}
+		n, err := unix.Poll(pfd, 100)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return false
+		}
+		if n > 0 {
+			return true
+		}
+	}
+	return false
+}
