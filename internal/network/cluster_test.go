@@ -213,6 +213,11 @@ func checkPodToPod(t *testing.T, hosts []*testHost, port int) {
 			if err := pingFrom(src.pod, dst.podIP, 5*time.Second); err != nil {
 				t.Fatalf("ping pod on %s → pod on %s: %v", src.name, dst.name, err)
 			}
+			// The node itself reaches the other node's pods too (NodePort
+			// traffic forwarded to a remote endpoint starts like this).
+			if err := pingFrom(src.ns, dst.podIP, 5*time.Second); err != nil {
+				t.Fatalf("ping %s → pod on %s: %v", src.name, dst.name, err)
+			}
 		}
 	}
 }

@@ -136,8 +136,9 @@ type Routes struct {
 	log *slog.Logger
 	mac net.HardwareAddr
 
-	mu   sync.Mutex
-	host *netlink.Handle
+	mu      sync.Mutex
+	host    *netlink.Handle
+	skipped map[string]string // peer name → why the last Sync skipped it
 }
 
 // NewRoutes validates cfg and opens a netlink handle in the host namespace.
@@ -326,32 +327,42 @@ func (r *Routes) Sync(peers []Peer) error {
 
 func (r *Routes) usablePeers(peers []Peer) []Peer {
 	var out []Peer
+	skipped := map[string]string{}
+	skip := func(p Peer, reason string) {
+		skipped[p.Name] = reason
+		if r.skipped[p.Name] != reason { // say it once, not on every Sync
+			r.log.Warn("skipping peer: "+reason, "peer", p.Name, "nodeIP", p.NodeIP, "podCIDR", p.PodCIDR, "peerBackend", p.Backend)
+		}
+	}
 	for _, p := range peers {
 		switch {
 		case !p.NodeIP.Is4() || !p.PodCIDR.IsValid() || !p.PodCIDR.Addr().Is4():
-			r.log.Debug("skipping peer without IPv4 node IP or pod CIDR", "peer", p.Name)
+			skip(p, "no IPv4 node IP or pod CIDR")
 			continue
 		case p.NodeIP == r.cfg.NodeIP:
-			r.log.Debug("skipping peer with our node IP", "peer", p.Name)
+			skip(p, "it has our node IP")
 			continue
 		case p.Backend != "" && p.Backend != r.cfg.Backend:
-			r.log.Warn("skipping peer running another pod network backend", "peer", p.Name, "peerBackend", p.Backend)
+			skip(p, "it runs another pod network backend")
 			continue
 		case r.cfg.Backend == BackendVXLAN && len(p.VTEPMAC) != 6:
+			// Normal for a moment while a node joins: not a warning.
+			skipped[p.Name] = "no VTEP MAC"
 			r.log.Debug("skipping peer without a VTEP MAC yet", "peer", p.Name)
 			continue
 		}
 		p.PodCIDR = p.PodCIDR.Masked()
 		if p.PodCIDR.Overlaps(r.cfg.PodCIDR) {
-			r.log.Warn("skipping peer whose pod CIDR overlaps ours", "peer", p.Name, "podCIDR", p.PodCIDR)
+			skip(p, "its pod CIDR overlaps ours")
 			continue
 		}
 		if slices.ContainsFunc(out, func(q Peer) bool { return q.PodCIDR.Overlaps(p.PodCIDR) }) {
-			r.log.Warn("skipping peer whose pod CIDR overlaps another peer's", "peer", p.Name, "podCIDR", p.PodCIDR)
+			skip(p, "its pod CIDR overlaps another peer's")
 			continue
 		}
 		out = append(out, p)
 	}
+	r.skipped = skipped
 	return out
 }
 

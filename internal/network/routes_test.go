@@ -297,3 +297,63 @@ func checkVXLANState(t *testing.T, th *testHost, hosts []*testHost, want int) {
 		}
 	}
 }
+
+// TestBackendSwitch: vxlan → host-gw → vxlan on the same hosts; each time the
+// other backend's device and routes go and pods still reach each other.
+func TestBackendSwitch(t *testing.T) {
+	requireRoot(t)
+	hosts := newTestCluster(t, 2, BackendVXLAN)
+	syncAll(t, hosts, nodesOf(hosts))
+	checkVXLANState(t, hosts[0], hosts, 1)
+	for i, backend := range []string{BackendHostGW, BackendVXLAN} {
+		for _, th := range hosts {
+			r, err := NewRoutes(RoutesConfig{Backend: backend, NodeIP: th.ip, PodCIDR: th.cidr, HostNetNS: th.ns})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { r.Close() })
+			if err := r.Ensure(); err != nil {
+				t.Fatal(err)
+			}
+			th.routes = r
+		}
+		syncAll(t, hosts, nodesOf(hosts))
+		for _, th := range hosts {
+			_, err := th.h.LinkByName(DefaultVXLANDevice)
+			if (err == nil) != (backend == BackendVXLAN) {
+				t.Fatalf("%s: backend %s, VXLAN device: %v", th.name, backend, err)
+			}
+			rs := ourRoutesIn(t, th)
+			if len(rs) != 1 || (backend == BackendHostGW) != (rs[0].Gw.String() == hosts[1-slices.Index(hosts, th)].ip.String()) {
+				t.Fatalf("%s: backend %s, routes %v", th.name, backend, rs)
+			}
+		}
+		if backend == BackendVXLAN {
+			checkVXLANState(t, hosts[0], hosts, 1)
+		}
+		checkPodToPod(t, hosts, 8090+i)
+	}
+}
+
+// TestSyncSkipsUnusablePeers: overlapping pod CIDRs, our own node IP and a
+// peer on another backend are never routed.
+func TestSyncSkipsUnusablePeers(t *testing.T) {
+	requireRoot(t)
+	hosts := newTestCluster(t, 2, BackendHostGW)
+	n1, n2 := hosts[0], hosts[1]
+	peers := []Peer{
+		{Name: "a-overlaps-ours", NodeIP: n2.ip, PodCIDR: netip.MustParsePrefix("10.42.0.0/16")},
+		{Name: "b-own-ip", NodeIP: n1.ip, PodCIDR: netip.MustParsePrefix("10.42.7.0/24")},
+		{Name: "c-vxlan", NodeIP: n2.ip, PodCIDR: netip.MustParsePrefix("10.42.8.0/24"), Backend: BackendVXLAN},
+		{Name: "node2", NodeIP: n2.ip, PodCIDR: n2.cidr, Backend: BackendHostGW},
+		{Name: "z-dup", NodeIP: n2.ip, PodCIDR: netip.MustParsePrefix("10.42.2.128/25")},
+	}
+	for range 2 {
+		if err := n1.routes.Sync(peers); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rs := ourRoutesIn(t, n1); len(rs) != 1 || rs[0].Dst.String() != n2.cidr.String() {
+		t.Fatalf("routes %v, want only node2's", routeDsts(rs))
+	}
+}
