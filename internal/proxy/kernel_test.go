@@ -586,3 +586,101 @@ func TestKernelEgressMasquerade(t *testing.T) {
 		t.Errorf("without cluster CIDR: %q, %v", r, err)
 	}
 }
+
+// TestKernelDrift: every kind of drift is seen by Check, and FullSync repairs it.
+func TestKernelDrift(t *testing.T) {
+	tp := newTopo(t)
+	conn := tp.node.nft(t)
+	sticky := svc("default", "sticky", "203.0.113.30", port("http", 80, 0))
+	sticky.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
+	rs := Build([]*corev1.Service{
+		svc("default", "web", "203.0.113.10", port("http", 80, 0)),
+		svc("default", "other", "203.0.113.12", port("http", 80, 0)),
+		sticky,
+	}, []*discoveryv1.EndpointSlice{
+		slice("default", "web", "http", 8080, ep("10.244.2.2", true), ep("10.244.3.2", true)),
+		slice("default", "other", "http", 8080, ep("10.244.2.2", true)),
+		slice("default", "sticky", "http", 8080, ep("10.244.3.2", true)),
+	}, localOpts)
+	s := NewSyncer(localOpts)
+	mustCheck(t, s, conn, false) // nothing applied yet
+	if err := s.Apply(conn, rs); err != nil {
+		t.Fatal(err)
+	}
+	mustCheck(t, s, conn, true)
+
+	table := s.Table()
+	getSet := func(name string) *nftables.Set {
+		t.Helper()
+		set, err := conn.GetSetByName(table, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return set
+	}
+	webVIP := MapKey{Addr: mustParse("203.0.113.10"), Proto: ProtoTCP, Port: 80}
+	otherVIP := MapKey{Addr: mustParse("203.0.113.12"), Proto: ProtoTCP, Port: 80}
+	stickyID := "default/sticky/tcp/80"
+	stickySet := ChainName("affinity", stickyID+"__10.244.3.2/8080")
+	chain := func(n string) *nftables.Chain { return &nftables.Chain{Name: n, Table: table} }
+
+	for _, c := range []struct {
+		name  string
+		drift func() error
+	}{
+		{"deleted element", func() error {
+			return conn.SetDeleteElements(getSet(MapServiceIPs), []nftables.SetElement{{Key: mapKeyBytes(webVIP)}})
+		}},
+		{"changed element", func() error {
+			set := getSet(MapServiceIPs)
+			if err := conn.SetDeleteElements(set, []nftables.SetElement{{Key: mapKeyBytes(webVIP)}}); err != nil {
+				return err
+			}
+			return conn.SetAddElements(set, []nftables.SetElement{element(webVIP, ChainName("service", "default/other/tcp/80"))})
+		}},
+		{"extra element", func() error {
+			return conn.SetAddElements(getSet(MapNoEndpointServices), []nftables.SetElement{element(MapKey{Addr: mustParse("203.0.113.99"), Proto: ProtoTCP, Port: 1}, VerdictDrop)})
+		}},
+		{"flushed chain", func() error { conn.FlushChain(chain(ChainName("service", "default/web/tcp/80"))); return nil }},
+		{"flushed static chain", func() error { conn.FlushChain(chain(chainEgress)); return nil }},
+		{"extra rule", func() error {
+			conn.AddRule(&nftables.Rule{Table: table, Chain: chain("services"), Exprs: []expr.Any{&expr.Counter{}}})
+			return nil
+		}},
+		{"extra chain", func() error { conn.AddChain(chain("stray")); return nil }},
+		{"deleted chain", func() error {
+			if err := conn.SetDeleteElements(getSet(MapServiceIPs), []nftables.SetElement{{Key: mapKeyBytes(otherVIP)}}); err != nil {
+				return err
+			}
+			conn.FlushChain(chain(ChainName("service", "default/other/tcp/80")))
+			conn.DelChain(chain(ChainName("service", "default/other/tcp/80")))
+			return nil
+		}},
+		{"deleted affinity set", func() error {
+			conn.FlushChain(chain(ChainName("service", stickyID)))
+			conn.FlushChain(chain(ChainName("endpoint", stickyID+"__10.244.3.2/8080")))
+			conn.DelSet(&nftables.Set{Table: table, Name: stickySet})
+			return nil
+		}},
+		{"missing table", func() error { conn.DelTable(table); return nil }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if err := c.drift(); err != nil {
+				t.Fatal(err)
+			}
+			if err := conn.Flush(); err != nil {
+				t.Fatalf("making drift: %v", err)
+			}
+			mustCheck(t, s, conn, false)
+			if err := s.FullSync(conn, rs); err != nil {
+				t.Fatal(err)
+			}
+			mustCheck(t, s, conn, true)
+			for _, x := range []struct{ addr, want string }{{"203.0.113.12:80", "b1"}, {"203.0.113.30:80", "b2"}} {
+				if r, err := dial(t, tp.client, x.addr); err != nil || r != x.want {
+					t.Fatalf("after repair %s: %q, %v", x.addr, r, err)
+				}
+			}
+		})
+	}
+}
