@@ -2,15 +2,20 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/skiff-dev/skiff/internal/runtime/runtimetest"
 )
 
 // ncPod is a busybox pod pinned to a node; hostNetwork runs it in the
@@ -142,5 +147,72 @@ func TestNetClusterBasics(t *testing.T) {
 		if strings.HasPrefix(e.Name(), filepath.Base(dir)) {
 			t.Errorf("left behind: %s", e.Name())
 		}
+	}
+}
+
+// TestNetClusterStaleCleanup fakes what a killed test binary leaves — a
+// host namespace with a process in it, data dirs with a mount, one host
+// whose namespace is already gone — and checks the next harness start
+// removes it all.
+func TestNetClusterStaleCleanup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (network namespaces)")
+	}
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	pid := dead.Process.Pid
+	if unix.Kill(pid, 0) != unix.ESRCH {
+		t.Skipf("pid %d was reused already", pid)
+	}
+	name := fmt.Sprintf("%s%d-1", ncPrefix, pid)
+	dir := filepath.Join(os.TempDir(), name)
+	ns := filepath.Join(ncNetNSDir, name+"-server")
+	t.Cleanup(func() { // only if the cleaner failed
+		_ = ncDeleteNetNS(ns)
+		for _, m := range runtimetest.MountsUnder(t, dir) {
+			_ = unix.Unmount(m, unix.MNT_DETACH)
+		}
+		_ = os.RemoveAll(dir)
+	})
+	if err := ncNewNetNS(ns); err != nil {
+		t.Fatal(err)
+	}
+	sleeper := exec.Command("nsenter", "--net="+ns, "--", "sleep", "600")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = sleeper.Wait(); close(exited) }()
+	defer func() { _ = sleeper.Process.Kill() }()
+	mnt := filepath.Join(dir, "server", "data", "agent", "pods", "vol")
+	for _, d := range []string{mnt, filepath.Join(dir, "agent-1", "data")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+
+	ncCleanStale(t)
+
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Error("the process in the stale namespace still runs")
+	}
+	if _, err := os.Stat(ns); !os.IsNotExist(err) {
+		t.Errorf("stale netns: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(ncNetNSDir, name+"-scratch")); !os.IsNotExist(err) {
+		t.Errorf("scratch netns: %v", err)
+	}
+	if ms := runtimetest.MountsUnder(t, dir); len(ms) > 0 {
+		t.Errorf("mounts left: %v", ms)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("stale dir: %v", err)
 	}
 }
