@@ -64,22 +64,48 @@ func TestBuildGolden(t *testing.T) {
 	dnsSlice := slice("kube-system", "dns", "dns", 53, ep("10.244.0.5", true))
 	dnsSlice.Ports[0].Protocol = &udpProto
 
-	rs := Build(
-		[]*corev1.Service{
-			svc("default", "web", "203.0.113.10", port("http", 80, 0)),
-			svc("default", "empty", "203.0.113.11", port("http", 80, 0)),
-			nodePortSvc("default", "np", "203.0.113.13", port("http", 80, 30080)),
-			nodePortSvc("default", "np-empty", "203.0.113.14", port("http", 80, 30081)),
-			headless, lb, udp,
-		},
-		[]*discoveryv1.EndpointSlice{
-			slice("default", "web", "http", 8080, ep("10.244.2.2", true), ep("10.244.3.2", true), ep("10.244.4.2", false)),
-			slice("default", "np", "http", 8080, ep("10.244.2.2", true)),
-			slice("default", "headless", "http", 8080, ep("10.244.2.2", true)),
-			slice("default", "lb", "https", 8443, ep("10.244.3.2", true)),
-			dnsSlice,
-		}, Options{})
-	got := rs.String()
+	sticky := svc("default", "sticky", "203.0.113.30", port("http", 80, 0))
+	sticky.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
+	timeout := int32(600)
+	sticky.Spec.SessionAffinityConfig = &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: &timeout}}
+	etpLocal := nodePortSvc("default", "etp-local", "203.0.113.40", port("http", 80, 30090))
+	etpLocal.Spec.ExternalIPs = []string{"198.51.100.70"}
+	etpLocal.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	etpNone := svc("default", "etp-nolocal", "203.0.113.44", port("http", 80, 30091))
+	etpNone.Spec.Type = corev1.ServiceTypeLoadBalancer
+	etpNone.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "198.51.100.71"}}
+	etpNone.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	local := corev1.ServiceInternalTrafficPolicyLocal
+	itpLocal := svc("default", "itp-local", "203.0.113.41", port("http", 80, 0))
+	itpLocal.Spec.InternalTrafficPolicy = &local
+	itpNone := svc("default", "itp-nolocal", "203.0.113.45", port("http", 80, 0))
+	itpNone.Spec.InternalTrafficPolicy = &local
+	ignored := svc("default", "ignored", "203.0.113.46", port("http", 80, 0))
+	ignored.Labels = map[string]string{LabelServiceProxyName: "other"}
+	opts := Options{NodeName: "n1", ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16")}
+
+	svcs := []*corev1.Service{
+		svc("default", "web", "203.0.113.10", port("http", 80, 0)),
+		svc("default", "empty", "203.0.113.11", port("http", 80, 0)),
+		nodePortSvc("default", "np", "203.0.113.13", port("http", 80, 30080)),
+		nodePortSvc("default", "np-empty", "203.0.113.14", port("http", 80, 30081)),
+		headless, lb, udp, sticky, etpLocal, etpNone, itpLocal, itpNone, ignored,
+	}
+	slices := []*discoveryv1.EndpointSlice{
+		slice("default", "web", "http", 8080, ep("10.244.2.2", true), ep("10.244.3.2", true), ep("10.244.4.2", false)),
+		slice("default", "np", "http", 8080, ep("10.244.2.2", true)),
+		slice("default", "headless", "http", 8080, ep("10.244.2.2", true)),
+		slice("default", "lb", "https", 8443, ep("10.244.3.2", true)),
+		dnsSlice,
+		slice("default", "sticky", "http", 8080, ep("10.244.2.2", true), ep("10.244.3.2", true)),
+		slice("default", "etp-local", "http", 8080, epOn("10.244.2.2", "n1", true), epOn("10.244.3.2", "n2", true)),
+		slice("default", "etp-nolocal", "http", 8080, epOn("10.244.3.2", "n2", true)),
+		slice("default", "itp-local", "http", 8080, epOn("10.244.2.2", "n1", true), epOn("10.244.3.2", "n2", true)),
+		slice("default", "itp-nolocal", "http", 8080, epOn("10.244.3.2", "n2", true)),
+		slice("default", "ignored", "http", 8080, ep("10.244.2.2", true)),
+	}
+	rs := Build(svcs, slices, opts)
+	got := StaticString(opts) + rs.String()
 	path := filepath.Join("testdata", "ruleset.golden")
 	if *update {
 		if err := os.MkdirAll("testdata", 0o755); err != nil {
@@ -101,6 +127,14 @@ func TestBuildGolden(t *testing.T) {
 	}
 	if strings.Contains(got, "10.244.4.2") {
 		t.Errorf("not-ready endpoint programmed")
+	}
+	if strings.Contains(got, "ignored") || strings.Contains(got, "203.0.113.46") {
+		t.Errorf("service of another proxy programmed")
+	}
+	for i := 0; i < 5; i++ { // map order must not leak into the text
+		if again := StaticString(opts) + Build(svcs, slices, opts).String(); again != got {
+			t.Fatalf("a second build renders differently")
+		}
 	}
 }
 
