@@ -139,6 +139,8 @@ func serverCommand() *cli.Command {
 			&cli.StringFlag{Name: "cluster-domain", Value: server.DefaultClusterDomain, Usage: "cluster domain"},
 			&cli.StringFlag{Name: "service-node-port-range", Value: server.DefaultNodePortRange, Usage: "NodePort range"},
 			&cli.StringFlag{Name: "datastore-endpoint", Usage: "external datastore (not yet supported; bbolt is built in)"},
+			&cli.StringFlag{Name: "pod-network", Value: server.DefaultPodNetwork, Usage: "how pod traffic crosses nodes: vxlan (needs only L3 reachability between nodes) or host-gw (one route per node; nodes on one L2 network)"},
+			&cli.StringFlag{Name: "lb-ip-pool", Usage: "CIDR to hand LoadBalancer services one VIP each from (default: the services get the nodes' addresses)"},
 			&cli.DurationFlag{Name: "node-monitor-grace-period", Value: server.DefaultNodeMonitorGracePeriod, Usage: "how long a node may go without a heartbeat before it is marked Unknown"},
 			&cli.DurationFlag{Name: "node-monitor-period", Value: server.DefaultNodeMonitorPeriod, Usage: "how often the node lifecycle controller checks node heartbeats"},
 			&cli.Int64Flag{Name: "default-not-ready-toleration-seconds", Value: server.DefaultTolerationSeconds, Usage: "tolerationSeconds given to pods for the not-ready:NoExecute taint"},
@@ -175,6 +177,8 @@ func serverCommand() *cli.Command {
 				ClusterDomain:       c.String("cluster-domain"),
 				NodePortRange:       c.String("service-node-port-range"),
 				DatastoreEndpoint:   c.String("datastore-endpoint"),
+				PodNetwork:          c.String("pod-network"),
+				LBIPPool:            c.String("lb-ip-pool"),
 
 				NodeMonitorGracePeriod:              c.Duration("node-monitor-grace-period"),
 				NodeMonitorPeriod:                   c.Duration("node-monitor-period"),

@@ -14,6 +14,8 @@ func TestBadServerFlagsExitTwoWithAMessage(t *testing.T) {
 		{[]string{"server", "--https-listen-port", "0"}, "--https-listen-port 0"},
 		{[]string{"server", "--service-cidr", "nope"}, "--service-cidr"},
 		{[]string{"server", "--write-kubeconfig-mode", "rw"}, "--write-kubeconfig-mode"},
+		{[]string{"server", "--pod-network", "wireguard"}, `--pod-network "wireguard": want vxlan or host-gw`},
+		{[]string{"server", "--lb-ip-pool", "10.43.0.0/24"}, "--lb-ip-pool 10.43.0.0/24 overlaps --service-cidr"},
 		{[]string{"server", "extra"}, `unexpected argument "extra"`},
 	} {
 		var out, errOut bytes.Buffer
