@@ -157,3 +157,64 @@ func TestApplyIncremental(t *testing.T) {
 }
 
 func (f *fakeConn) DelSet(s *nftables.Set) { f.log("delete set %s", s.Name) }
+
+func TestApplyIncrementalAffinity(t *testing.T) {
+	build := func(sticky bool, timeout int32, webEPs ...discoveryv1.Endpoint) *Ruleset {
+		web := svc("default", "web", "203.0.113.10", port("http", 80, 0))
+		if sticky {
+			web.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
+			web.Spec.SessionAffinityConfig = &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: &timeout}}
+		}
+		return Build([]*corev1.Service{web, svc("default", "other", "203.0.113.12", port("http", 80, 0))},
+			[]*discoveryv1.EndpointSlice{
+				slice("default", "web", "http", 8080, webEPs...),
+				slice("default", "other", "http", 8080, ep("10.244.2.2", true)),
+			}, Options{})
+	}
+	two := []discoveryv1.Endpoint{ep("10.244.2.2", true), ep("10.244.3.2", true)}
+	f := &fakeConn{}
+	s := NewSyncer(Options{})
+	if err := s.Apply(f, build(false, 0, two...)); err != nil {
+		t.Fatal(err)
+	}
+	id := "default/web/tcp/80"
+	a1, a2 := ChainName("affinity", id+"__10.244.2.2/8080"), ChainName("affinity", id+"__10.244.3.2/8080")
+	e2 := ChainName("endpoint", id+"__10.244.3.2/8080")
+	noOther := func() {
+		t.Helper()
+		for _, o := range f.ops {
+			if strings.Contains(o, "/other/") || strings.Contains(o, "table") {
+				t.Errorf("not incremental: %s", o)
+			}
+		}
+	}
+
+	f.ops = nil
+	if err := s.Apply(f, build(true, 60, two...)); err != nil {
+		t.Fatal(err)
+	}
+	if f.ops[0] != "add map "+a1+" (0)" && f.ops[0] != "add map "+a2+" (0)" || !slices.Contains(f.ops, "add map "+a2+" (0)") {
+		t.Fatalf("sets not created first:\n%s", strings.Join(f.ops, "\n"))
+	}
+	if !slices.Contains(f.ops, "flush chain "+ChainName("service", id)) || !slices.Contains(f.ops, "flush chain "+e2) {
+		t.Fatalf("chains not rewritten:\n%s", strings.Join(f.ops, "\n"))
+	}
+	noOther()
+
+	f.ops = nil
+	if err := s.Apply(f, build(true, 60, ep("10.244.2.2", true))); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.ops); n < 3 || f.ops[n-3] != "delete chain "+e2 || f.ops[n-2] != "delete set "+a2 {
+		t.Fatalf("endpoint's set not deleted after its chain:\n%s", strings.Join(f.ops, "\n"))
+	}
+	noOther()
+
+	f.ops = nil
+	if err := s.Apply(f, build(true, 120, ep("10.244.2.2", true))); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(f.ops, "delete table skiff") {
+		t.Fatalf("timeout change without a full sync:\n%s", strings.Join(f.ops, "\n"))
+	}
+}
