@@ -4,19 +4,20 @@
 // Build turns Services and EndpointSlices into a desired Ruleset (pure, no
 // kernel); a Syncer applies a Ruleset to the kernel, the first time (and on
 // FullSync) by rebuilding the table, afterwards by changing only the map
-// elements and chains that differ, in one netlink batch.
+// elements, sets and chains that differ, in one netlink batch. Check compares
+// the kernel's table with what was applied (drift → FullSync).
 //
 // Table layout (static chains and maps are created by the Syncer; the
-// per-service chains come from the Ruleset):
+// per-service chains and affinity sets come from the Ruleset):
 //
-//	map service-ips           ipv4_addr . inet_proto . inet_service : verdict   VIP/external IP → goto service-… / external-…
+//	map service-ips           ipv4_addr . inet_proto . inet_service : verdict   VIP → goto service-/local-…; external IP → goto external-…
 //	map service-nodeports     inet_proto . inet_service : verdict               node port → goto external-…
-//	map no-endpoint-services  ipv4_addr . inet_proto . inet_service : verdict   → goto reject-chain
-//	map no-endpoint-nodeports inet_proto . inet_service : verdict               → goto reject-chain
+//	map no-endpoint-services  ipv4_addr . inet_proto . inet_service : verdict   → goto reject-chain | drop
+//	map no-endpoint-nodeports inet_proto . inet_service : verdict               → goto reject-chain | drop
 //
 //	chain nat-prerouting  (nat, prerouting, -100)  jump services
 //	chain nat-output      (nat, output, -100)      jump services
-//	chain nat-postrouting (nat, postrouting, 100)  jump masquerading
+//	chain nat-postrouting (nat, postrouting, 100)  jump masquerading; jump cluster-egress
 //	chain filter-input / filter-forward / filter-output (filter, -110) jump filter-services
 //	chain services          ip daddr . meta l4proto . th dport vmap @service-ips
 //	                        fib daddr type local meta l4proto . th dport vmap @service-nodeports
@@ -24,19 +25,42 @@
 //	chain reject-chain      meta l4proto tcp reject with tcp reset; reject (icmp port-unreachable)
 //	chain mark-for-masquerade  meta mark set meta mark | 0x4000
 //	chain masquerading      return unless marked; clear the mark; masquerade fully-random
+//	chain cluster-egress    (with a cluster CIDR C, flannel's rule)
+//	                        ip saddr C ip daddr C return
+//	                        ip saddr C ip daddr != 224.0.0.0/4 masquerade fully-random
 //
-//	chain service-<h>-ns/name/proto/port    numgen random mod N vmap { 0 : goto endpoint-…, … }
-//	chain external-<h>-ns/name/proto/port   jump mark-for-masquerade; goto service-…
+//	chain service-<h>-ns/name/proto/port    (all usable endpoints: "Cluster" policy)
+//	                        [ip daddr VIP … ip saddr != C jump mark-for-masquerade]   (if the VIP uses this chain)
+//	                        [ip saddr @affinity-… goto endpoint-…]…                   (ClientIP affinity)
+//	                        numgen random mod N vmap { 0 : goto endpoint-…, … }
+//	chain local-<h>-…       the same over this node's endpoints ("Local" policies)
+//	chain external-<h>-…    eTP Cluster: jump mark-for-masquerade; goto service-…
+//	                        eTP Local:   ip saddr C goto service-… (pods short-circuit);
+//	                                     fib saddr type local jump mark-for-masquerade;
+//	                                     fib saddr type local goto service-… (the node);
+//	                                     goto local-… (only if there are local endpoints)
 //	chain endpoint-<h>-ns/name/proto/port__ip/port
-//	                                        ip saddr ip jump mark-for-masquerade (hairpin); dnat to ip:port
+//	                        ip saddr ip jump mark-for-masquerade (hairpin)
+//	                        [update @affinity-… { ip saddr }]
+//	                        dnat to ip:port
+//	set affinity-<h>-…__ip/port  ipv4_addr, dynamic, timeout (sessionAffinityConfig, default 10800 s)
 //
-// Services with no ready endpoints have no service chain: their keys are in
-// the no-endpoint maps, so connections are rejected at once.
+// Endpoints, as kube-proxy's CategorizeEndpoints (no topology hints): ready
+// (unset = ready) ones, or if there are none, serving+terminating ones —
+// separately for the cluster-wide and the node-local list. An endpoint is
+// local when its nodeName is Options.NodeName. A service port with no usable
+// endpoint anywhere has no chains: its keys are in the no-endpoint maps with
+// reject (refused at once). With endpoints elsewhere only, traffic a Local
+// policy would send is dropped (internalTrafficPolicy Local: the ClusterIP;
+// externalTrafficPolicy Local: external IPs and the node port, except
+// pods' and the node's own traffic, which the external chain sends to all
+// endpoints first). Services labelled service.kubernetes.io/service-proxy-name
+// belong to another proxy and are skipped.
 //
 // NodePorts are served on the node's addresses (fib daddr type local) but not
 // on 127.0.0.1, as in kube-proxy's nftables mode (that would need
-// route_localnet). Not yet handled: sessionAffinity ClientIP,
-// externalTrafficPolicy/internalTrafficPolicy Local, IPv6 (family inet).
+// route_localnet). Not handled: topology hints / trafficDistribution,
+// loadBalancerSourceRanges, IPv6 (family inet).
 package proxy
 
 import (
