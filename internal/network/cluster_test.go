@@ -2,11 +2,14 @@ package network
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,6 +32,28 @@ type testHost struct {
 	routes *Routes
 	pod    string // pod namespace path
 	podIP  netip.Addr
+	log    *logBuffer // what th.routes logged
+}
+
+// logBuffer collects log output; writes() tells whether Routes changed
+// anything since the last reset (every change is logged at info).
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) take() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.buf.String()
+	l.buf.Reset()
+	return s
 }
 
 // newTestCluster builds n hosts (198.51.100.11…, pod CIDRs 10.42.1.0/24 …)
@@ -93,7 +118,9 @@ func newTestCluster(t *testing.T, n int, backend string) []*testHost {
 		if err := EnsureSysctls(th.ns); err != nil {
 			t.Fatal(err)
 		}
-		th.routes, err = NewRoutes(RoutesConfig{Backend: backend, NodeIP: th.ip, PodCIDR: th.cidr, HostNetNS: th.ns})
+		th.log = &logBuffer{}
+		logger := slog.New(slog.NewTextHandler(th.log, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		th.routes, err = NewRoutes(RoutesConfig{Backend: backend, NodeIP: th.ip, PodCIDR: th.cidr, HostNetNS: th.ns, Logger: logger})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -145,6 +172,20 @@ func syncAll(t *testing.T, hosts []*testHost, nodes []*corev1.Node) {
 	for _, th := range hosts {
 		if err := th.routes.Sync(PeersFromNodes(nodes, th.name)); err != nil {
 			t.Fatalf("%s: Sync: %v", th.name, err)
+		}
+	}
+}
+
+// syncAllUnchanged syncs again and checks that nothing was written.
+func syncAllUnchanged(t *testing.T, hosts []*testHost, nodes []*corev1.Node) {
+	t.Helper()
+	for _, th := range hosts {
+		th.log.take()
+	}
+	syncAll(t, hosts, nodes)
+	for _, th := range hosts {
+		if got := th.log.take(); got != "" {
+			t.Fatalf("%s: a Sync without changes changed something:\n%s", th.name, got)
 		}
 	}
 }

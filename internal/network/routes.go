@@ -370,19 +370,36 @@ func (r *Routes) usablePeers(peers []Peer) []Peer {
 func (r *Routes) syncHostGW(h *netlink.Handle, peers []Peer) error {
 	var errs []error
 	var want []netlink.Route
+	// The link of a directly connected peer is the one whose address prefix
+	// holds its IP: one address dump instead of a route lookup per peer.
+	addrs, err := retryDump(func() ([]netlink.Addr, error) { return h.AddrList(nil, netlink.FAMILY_V4) })
+	if err != nil {
+		return fmt.Errorf("network: list addresses: %w", err)
+	}
 	for _, p := range peers {
-		via, err := h.RouteGet(p.NodeIP.AsSlice())
-		if err != nil || len(via) == 0 {
-			errs = append(errs, fmt.Errorf("network: host-gw: no route to peer %s (%v): %v", p.Name, p.NodeIP, err))
-			continue
+		link := 0
+		for _, a := range addrs {
+			if pfx := netPrefix(a.IPNet); pfx.Bits() < 32 && pfx.Masked().Contains(p.NodeIP) && !r.cfg.PodCIDR.Overlaps(pfx) {
+				link = a.LinkIndex
+				break
+			}
 		}
-		if via[0].Gw != nil {
-			errs = append(errs, fmt.Errorf("network: host-gw: peer %s (%v) is not on a directly connected network (reached via %v); use the vxlan backend: %w",
-				p.Name, p.NodeIP, via[0].Gw, ErrInvalid))
-			continue
+		if link == 0 {
+			// Not in a connected prefix: only a device route (no gateway) will do.
+			via, err := h.RouteGet(p.NodeIP.AsSlice())
+			if err != nil || len(via) == 0 {
+				errs = append(errs, fmt.Errorf("network: host-gw: no route to peer %s (%v): %v", p.Name, p.NodeIP, err))
+				continue
+			}
+			if via[0].Gw != nil {
+				errs = append(errs, fmt.Errorf("network: host-gw: peer %s (%v) is not on a directly connected network (reached via %v); use the vxlan backend: %w",
+					p.Name, p.NodeIP, via[0].Gw, ErrInvalid))
+				continue
+			}
+			link = via[0].LinkIndex
 		}
 		want = append(want, netlink.Route{
-			LinkIndex: via[0].LinkIndex,
+			LinkIndex: link,
 			Dst:       prefixNet(p.PodCIDR),
 			Gw:        p.NodeIP.AsSlice(),
 			Protocol:  RouteProtocol,
@@ -401,11 +418,14 @@ func (r *Routes) syncRoutes(h *netlink.Handle, want []netlink.Route) error {
 	if err != nil {
 		return err
 	}
+	byDst := make(map[netip.Prefix]int, len(want))
+	for i, w := range want {
+		byDst[netPrefix(w.Dst)] = i
+	}
 	var errs []error
 	ok := make([]bool, len(want))
 	for _, hr := range have {
-		i := slices.IndexFunc(want, func(w netlink.Route) bool { return sameRoute(hr, w) })
-		if i >= 0 && !ok[i] {
+		if i, found := byDst[netPrefix(hr.Dst)]; found && !ok[i] && sameRoute(hr, want[i]) {
 			ok[i] = true
 			continue
 		}
@@ -446,11 +466,24 @@ func listOurRoutes(h *netlink.Handle, table int) ([]netlink.Route, error) {
 }
 
 func sameRoute(a, b netlink.Route) bool {
-	return a.Dst != nil && b.Dst != nil && a.Dst.String() == b.Dst.String() &&
+	return netPrefix(a.Dst) == netPrefix(b.Dst) &&
 		a.Gw.Equal(b.Gw) && a.LinkIndex == b.LinkIndex &&
 		a.Flags&int(netlink.FLAG_ONLINK) == b.Flags&int(netlink.FLAG_ONLINK) &&
 		a.Priority == b.Priority && a.Table == b.Table && a.Protocol == b.Protocol &&
 		a.Scope == b.Scope && a.Src == nil && a.Type == unix.RTN_UNICAST
+}
+
+// netPrefix converts a route destination (nil = default) to a netip.Prefix.
+func netPrefix(n *net.IPNet) netip.Prefix {
+	if n == nil {
+		return netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+	}
+	ip, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}
+	}
+	ones, _ := n.Mask.Size()
+	return netip.PrefixFrom(ip.Unmap(), ones)
 }
 
 func prefixNet(p netip.Prefix) *net.IPNet {
