@@ -40,6 +40,10 @@ import (
 //	clusterip          to 10.43.0.100:80, the echo service alone in the table
 //	clusterip-1000svc  the same with 1,000 other services programmed (the
 //	                   service-ips map lookup is constant-time)
+//	interleaved[-1000svc]  direct and ClusterIP alternately, op by op, so both
+//	                   see the same load: ratio-p50 and ratio-mean
+//	                   (ClusterIP/direct) are the figures to quote on a busy
+//	                   machine (ns/op there covers one op to each)
 //
 // BenchmarkConnect: one op = new TCP connection, 4-byte request, 4-byte
 // reply, close (ns/op is the inverse of the connection rate; p50/p99 are
@@ -83,9 +87,10 @@ func BenchmarkConnect(b *testing.B) { cbRun(b, cbConnectLoop) }
 
 func BenchmarkRequest(b *testing.B) { cbRun(b, cbRequestLoop) }
 
-// cbLoop runs b.N ops against addr on a thread in the client namespace and
-// returns each op's latency.
-type cbLoop func(b *testing.B, addr *unix.SockaddrInet4) ([]time.Duration, error)
+// cbLoop runs b.N ops on a thread in the client namespace; an op visits every
+// target in turn (in alternating order) and lat[j][i] is op i's latency to
+// target j.
+type cbLoop func(b *testing.B, targets []*unix.SockaddrInet4) (lat [][]time.Duration, err error)
 
 func cbRun(b *testing.B, loop cbLoop) {
 	requireRoot(b)
@@ -94,27 +99,32 @@ func cbRun(b *testing.B, loop cbLoop) {
 			tp := l.setup(b) // namespaces live until this sub-benchmark ends
 			direct := cbSockaddr(tp.backendIP, cbBackendPort)
 			vip := cbSockaddr(cbVIP, cbVIPPort)
+			large := fmt.Sprintf("-%dsvc", cbOthers)
 			cases := []struct {
-				name string
-				rs   *Ruleset
-				addr *unix.SockaddrInet4
+				name    string
+				rs      *Ruleset
+				targets []*unix.SockaddrInet4
 			}{
-				{"direct", tp.small, direct},
-				{"clusterip", tp.small, vip},
-				{fmt.Sprintf("clusterip-%dsvc", cbOthers), tp.large, vip},
+				{"direct", tp.small, []*unix.SockaddrInet4{direct}},
+				{"clusterip", tp.small, []*unix.SockaddrInet4{vip}},
+				{"clusterip" + large, tp.large, []*unix.SockaddrInet4{vip}},
+				{"interleaved", tp.small, []*unix.SockaddrInet4{direct, vip}},
+				{"interleaved" + large, tp.large, []*unix.SockaddrInet4{direct, vip}},
 			}
 			for _, c := range cases {
 				b.Run(c.name, func(b *testing.B) {
 					tp.apply(b, c.rs)
-					tp.waitReachable(b, c.addr)
-					var lat []time.Duration
+					for _, a := range c.targets {
+						tp.waitReachable(b, a)
+					}
+					var lat [][]time.Duration
 					var lerr error
 					tp.client.do(b, func() error {
-						lat, lerr = loop(b, c.addr)
+						lat, lerr = loop(b, c.targets)
 						return nil
 					})
 					if lerr != nil {
-						b.Fatalf("%s → %s: %v", c.name, cbAddrString(c.addr), lerr)
+						b.Fatalf("%s: %v", c.name, lerr)
 					}
 					cbReport(b, lat)
 				})
@@ -123,66 +133,97 @@ func cbRun(b *testing.B, loop cbLoop) {
 	}
 }
 
-// cbConnectLoop: connect, request, reply, close; b.N times.
-func cbConnectLoop(b *testing.B, addr *unix.SockaddrInet4) ([]time.Duration, error) {
-	lat := make([]time.Duration, b.N)
+// cbConnectLoop: connect, request, reply, close; b.N times per target.
+func cbConnectLoop(b *testing.B, targets []*unix.SockaddrInet4) ([][]time.Duration, error) {
+	lat := make([][]time.Duration, len(targets))
+	for j := range lat {
+		lat[j] = make([]time.Duration, b.N)
+	}
 	buf := make([]byte, len(cbMsg))
 	b.ResetTimer()
 	for i := range b.N {
-		t0 := time.Now()
-		fd, err := cbDial(addr)
-		if err == nil {
-			err = cbRoundTrip(fd, buf)
-			unix.Close(fd) // SO_LINGER 0: RST, no TIME_WAIT
-		}
-		lat[i] = time.Since(t0)
-		if err != nil {
-			b.StopTimer()
-			return nil, fmt.Errorf("connection %d: %w", i, err)
+		for k := range targets {
+			j := (i + k) % len(targets) // alternate which target goes first
+			t0 := time.Now()
+			fd, err := cbDial(targets[j])
+			if err == nil {
+				err = cbRoundTrip(fd, buf)
+				unix.Close(fd) // SO_LINGER 0: RST, no TIME_WAIT
+			}
+			lat[j][i] = time.Since(t0)
+			if err != nil {
+				b.StopTimer()
+				return nil, fmt.Errorf("connection %d to %s: %w", i, cbAddrString(targets[j]), err)
+			}
 		}
 	}
 	b.StopTimer()
 	return lat, nil
 }
 
-// cbRequestLoop: one connection, b.N request/reply round trips.
-func cbRequestLoop(b *testing.B, addr *unix.SockaddrInet4) ([]time.Duration, error) {
-	fd, err := cbDial(addr)
-	if err != nil {
-		return nil, err
+// cbRequestLoop: one connection per target, b.N request/reply round trips
+// on each.
+func cbRequestLoop(b *testing.B, targets []*unix.SockaddrInet4) ([][]time.Duration, error) {
+	fds := make([]int, len(targets))
+	lat := make([][]time.Duration, len(targets))
+	for j, a := range targets {
+		fd, err := cbDial(a)
+		if err != nil {
+			return nil, err
+		}
+		defer unix.Close(fd)
+		fds[j] = fd
+		lat[j] = make([]time.Duration, b.N)
 	}
-	defer unix.Close(fd)
-	lat := make([]time.Duration, b.N)
 	buf := make([]byte, len(cbMsg))
 	b.ResetTimer()
 	for i := range b.N {
-		t0 := time.Now()
-		err := cbRoundTrip(fd, buf)
-		lat[i] = time.Since(t0)
-		if err != nil {
-			b.StopTimer()
-			return nil, fmt.Errorf("request %d: %w", i, err)
+		for k := range targets {
+			j := (i + k) % len(targets)
+			t0 := time.Now()
+			err := cbRoundTrip(fds[j], buf)
+			lat[j][i] = time.Since(t0)
+			if err != nil {
+				b.StopTimer()
+				return nil, fmt.Errorf("request %d to %s: %w", i, cbAddrString(targets[j]), err)
+			}
 		}
 	}
 	b.StopTimer()
 	return lat, nil
 }
 
-func cbReport(b *testing.B, lat []time.Duration) {
-	if len(lat) == 0 {
+// cbReport reports p50/p99 in µs and ops/s (from the summed latencies) for
+// one target; for two (interleaved: direct, ClusterIP) the same per target
+// and the ClusterIP/direct ratios of p50 and of the mean, measured under the
+// same load.
+func cbReport(b *testing.B, lat [][]time.Duration) {
+	type stats struct{ p50, p99, mean float64 }
+	st := make([]stats, len(lat))
+	for j, l := range lat {
+		if len(l) == 0 {
+			return
+		}
+		slices.Sort(l)
+		pct := func(p int) float64 { return float64(l[(len(l)-1)*p/100]) / float64(time.Microsecond) }
+		var sum time.Duration
+		for _, d := range l {
+			sum += d
+		}
+		st[j] = stats{pct(50), pct(99), float64(sum) / float64(len(l)) / float64(time.Microsecond)}
+	}
+	if len(st) == 1 {
+		b.ReportMetric(st[0].p50, "p50-µs")
+		b.ReportMetric(st[0].p99, "p99-µs")
+		b.ReportMetric(1e6/st[0].mean, "ops/s")
 		return
 	}
-	slices.Sort(lat)
-	pct := func(p int) float64 {
-		return float64(lat[(len(lat)-1)*p/100]) / float64(time.Microsecond)
+	for j, name := range []string{"direct", "clusterip"}[:len(st)] {
+		b.ReportMetric(st[j].p50, name+"-p50-µs")
+		b.ReportMetric(st[j].p99, name+"-p99-µs")
 	}
-	b.ReportMetric(pct(50), "p50-µs")
-	b.ReportMetric(pct(99), "p99-µs")
-	var sum time.Duration
-	for _, d := range lat {
-		sum += d
-	}
-	b.ReportMetric(float64(len(lat))/sum.Seconds(), "ops/s")
+	b.ReportMetric(st[1].p50/st[0].p50, "ratio-p50")
+	b.ReportMetric(st[1].mean/st[0].mean, "ratio-mean")
 }
 
 // cbDial opens a non-blocking TCP connection to addr from the calling
@@ -420,10 +461,11 @@ func (tp *cbTopo) finish(b *testing.B) *cbTopo {
 	return tp
 }
 
-// cbEcho serves a TCP echo on addr in ns, one connection at a time (the
-// benchmarks are sequential), with the same non-blocking syscalls and poll
-// as the client, so no Go scheduler wake-up sits in the measured path. The
-// benchmark's cleanup stops it and waits for it; every connection is closed.
+// cbEcho serves a TCP echo on addr in ns: one goroutine, one poll(2) loop over
+// the listening socket and every connection, with the same non-blocking
+// syscalls as the client, so no Go scheduler wake-up sits in the measured
+// path. The benchmark's cleanup stops it, waits for it and closes every
+// socket.
 func cbEcho(b *testing.B, ns *testNS, addr string) {
 	b.Helper()
 	ap := netip.MustParseAddrPort(addr)
@@ -454,67 +496,73 @@ func cbEcho(b *testing.B, ns *testNS, addr string) {
 		b.Fatal("echo: no listening socket")
 	}
 	go func() {
-		defer close(done)
+		var conns []int
+		defer func() {
+			for _, c := range conns {
+				unix.Close(c)
+			}
+			close(done)
+		}()
 		buf := make([]byte, 512)
+		var pfds []unix.PollFd
 		for !stop.Load() {
-			if !cbWaitStop(lfd, unix.POLLIN, &stop) {
+			pfds = append(pfds[:0], unix.PollFd{Fd: int32(lfd), Events: unix.POLLIN})
+			for _, c := range conns {
+				pfds = append(pfds, unix.PollFd{Fd: int32(c), Events: unix.POLLIN})
+			}
+			n, err := unix.Poll(pfds, 100) // 100 ms: look at stop now and then
+			if errors.Is(err, unix.EINTR) || n == 0 {
+				continue
+			}
+			if err != nil {
 				return
 			}
-			cfd, _, err := unix.Accept4(lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-			if err != nil {
-				continue // EAGAIN, EINTR, ECONNABORTED: poll again
+			keep := conns[:0]
+			for k, c := range conns {
+				if pfds[k+1].Revents != 0 && !cbEchoOnce(c, buf) {
+					unix.Close(c)
+					continue
+				}
+				keep = append(keep, c)
 			}
-			unix.SetsockoptInt(cfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-			cbEchoConn(cfd, buf, &stop)
-			unix.Close(cfd)
+			conns = keep
+			if pfds[0].Revents != 0 {
+				for {
+					cfd, _, err := unix.Accept4(lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+					if err != nil {
+						break // EAGAIN (none left), EINTR, ECONNABORTED: poll again
+					}
+					unix.SetsockoptInt(cfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+					conns = append(conns, cfd)
+				}
+			}
 		}
 	}()
 }
 
-// cbEchoConn echoes on fd until EOF, an error or stop.
-func cbEchoConn(fd int, buf []byte, stop *atomic.Bool) {
-	for {
-		n, err := unix.Read(fd, buf)
+// cbEchoOnce echoes what fd has to read; false when fd is done (EOF, the
+// client's RST, an error).
+func cbEchoOnce(fd int, buf []byte) bool {
+	n, err := unix.Read(fd, buf)
+	switch {
+	case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
+		return true
+	case err != nil || n == 0:
+		return false
+	}
+	for off := 0; off < n; {
+		w, err := unix.Write(fd, buf[off:n])
 		switch {
 		case errors.Is(err, unix.EAGAIN):
-			if !cbWaitStop(fd, unix.POLLIN, stop) {
-				return
+			if cbWait(fd, unix.POLLOUT) != nil {
+				return false
 			}
-			continue
 		case errors.Is(err, unix.EINTR):
-			continue
-		case err != nil || n == 0:
-			return // EOF or the client's RST
-		}
-		for off := 0; off < n; {
-			w, err := unix.Write(fd, buf[off:n])
-			switch {
-			case errors.Is(err, unix.EAGAIN):
-				if !cbWaitStop(fd, unix.POLLOUT, stop) {
-					return
-				}
-			case errors.Is(err, unix.EINTR):
-			case err != nil:
-				return
-			default:
-				off += w
-			}
-		}
-	}
-}
-
-// cbWaitStop polls fd for events in 100 ms slices until they come (true) or
-// stop is set (false).
-func cbWaitStop(fd int, events int16, stop *atomic.Bool) bool {
-	for !stop.Load() {
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: events}}
-		n, err := unix.Poll(pfd, 100)
-		if err != nil && !errors.Is(err, unix.EINTR) {
+		case err != nil:
 			return false
-		}
-		if n > 0 {
-			return true
+		default:
+			off += w
 		}
 	}
-	return false
+	return true
 }
