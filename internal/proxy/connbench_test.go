@@ -470,6 +470,17 @@ func cbEcho(b *testing.B, ns *testNS, addr string) {
 	b.Helper()
 	ap := netip.MustParseAddrPort(addr)
 	lfd := -1
+	var stop atomic.Bool
+	var done chan struct{} // nil until the loop runs
+	b.Cleanup(func() {
+		if done != nil {
+			stop.Store(true)
+			<-done
+		}
+		if lfd >= 0 {
+			unix.Close(lfd)
+		}
+	})
 	ns.do(b, func() error { // the socket stays in ns
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
@@ -484,17 +495,7 @@ func cbEcho(b *testing.B, ns *testNS, addr string) {
 		}
 		return unix.Listen(fd, 128)
 	})
-	var stop atomic.Bool
-	done := make(chan struct{})
-	b.Cleanup(func() {
-		stop.Store(true)
-		<-done
-		unix.Close(lfd)
-	})
-	if lfd < 0 {
-		close(done)
-		b.Fatal("echo: no listening socket")
-	}
+	done = make(chan struct{})
 	go func() {
 		var conns []int
 		defer func() {
