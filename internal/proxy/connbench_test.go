@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -22,7 +24,7 @@ import (
 // Connection benchmarks (issue 5): connection rate and latency through a
 // ClusterIP versus directly to the pod IP; the ratio is the proxy's overhead.
 //
-// Two node layouts, each in its own test namespaces (deleted in Cleanup):
+// Two node layouts, each in its own unnamed test namespaces (see cbNewNS):
 //
 //	bridge  client 10.244.0.2 and backend 10.244.0.3 on the node's bridge
 //	        skiff0 (10.244.0.1), as skiff's pod network lays pods out. The
@@ -372,9 +374,55 @@ func cbRulesets(backendIP string) (small, large *Ruleset) {
 	return small, Build(svcs, sls, Options{})
 }
 
+// cbNewNS makes an unnamed network namespace, held only by the returned
+// handle (and sockets in it): nothing under /run/netns to unmount, so nothing
+// can stay behind — not after a failed delete (a first `ip netns add` on the
+// machine bind-mounts /run/netns over itself, hiding named namespaces made
+// before it, whose delete then fails with EBUSY), nor after a killed test
+// binary. Cleanup closes the handle; the kernel frees the namespace with its
+// links, addresses and nft table once the last socket in it is closed.
+func cbNewNS(b *testing.B) *testNS {
+	b.Helper()
+	name := fmt.Sprintf("skiff-t-%d-cb%d", os.Getpid(), nsCounter.Add(1)) // for messages only
+	type res struct {
+		h   netns.NsHandle
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		h, err := netns.New()
+		ch <- res{h, err}
+	}()
+	r := <-ch
+	if r.err != nil {
+		b.Fatalf("netns %s: %v", name, r.err)
+	}
+	ns := &testNS{name: name, h: r.h}
+	b.Cleanup(func() {
+		if ns.nl != nil {
+			ns.nl.Close()
+		}
+		ns.h.Close()
+	})
+	nl, err := netlink.NewHandleAt(r.h)
+	if err != nil {
+		b.Fatalf("netlink handle in %s: %v", name, err)
+	}
+	ns.nl = nl
+	lo, err := nl.LinkByName("lo")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := nl.LinkSetUp(lo); err != nil {
+		b.Fatal(err)
+	}
+	return ns
+}
+
 // cbBridge: client and backend on the node's bridge.
 func cbBridge(b *testing.B) *cbTopo {
-	tp := &cbTopo{node: newNS(b), client: newNS(b), backend: newNS(b), backendIP: "10.244.0.3"}
+	tp := &cbTopo{node: cbNewNS(b), client: cbNewNS(b), backend: cbNewNS(b), backendIP: "10.244.0.3"}
 	// br_netfilter makes bridged replies from the backend pass conntrack,
 	// which undoes the DNAT; without it a ClusterIP reply to a pod on the
 	// same bridge skips the reverse NAT. Only read it: on old kernels the
@@ -445,7 +493,7 @@ func cbBridgePort(b *testing.B, node *testNS, br netlink.Link, pod *testNS, name
 
 // cbRouted: client and backend each on a veth of the node, routed.
 func cbRouted(b *testing.B) *cbTopo {
-	tp := &cbTopo{node: newNS(b), client: newNS(b), backend: newNS(b), backendIP: "10.244.2.2"}
+	tp := &cbTopo{node: cbNewNS(b), client: cbNewNS(b), backend: cbNewNS(b), backendIP: "10.244.2.2"}
 	link(b, tp.node, tp.client, "vc", "10.244.1.1/24", "10.244.1.2/24")
 	link(b, tp.node, tp.backend, "vb", "10.244.2.1/24", tp.backendIP+"/24")
 	return tp.finish(b)
