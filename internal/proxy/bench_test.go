@@ -74,3 +74,38 @@ func BenchmarkApplyEndpointChange(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCheck: one drift check (a dump of every chain's rules and of the
+// four maps) with n services programmed.
+func BenchmarkCheck(b *testing.B) {
+	requireRoot(b)
+	for _, n := range []int{100, 1000, 10000} {
+		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
+			ns := newNS(b)
+			conn := ns.nft(b)
+			s := NewSyncer(Options{})
+			sa, la := manyServices(n, "10.244.9.1")
+			if err := s.FullSync(conn, Build(sa, la, Options{})); err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				ok, err := s.Check(conn)
+				if err != nil || !ok {
+					b.Fatalf("Check: %v, %v", ok, err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkBuild: Build alone (no kernel) for n services.
+func BenchmarkBuild(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
+			sa, la := manyServices(n, "10.244.9.1")
+			for b.Loop() {
+				Build(sa, la, Options{})
+			}
+		})
+	}
+}

@@ -69,6 +69,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -341,11 +342,16 @@ func (p svcPort) categorize(eps []epInfo) (cluster, local, reachable []Endpoint,
 		}
 	}
 	local = pick(func(e epInfo) bool { return e.local && e.ready })
-	if len(local) == 0 {
+	localReady := len(local) > 0
+	if !localReady {
 		local = pick(func(e epInfo) bool { return e.local && fallback(e) })
 	}
 	if !usesCluster {
 		return nil, local, local, hasAny
+	}
+	if len(local) == 0 || localReady {
+		// Ready local endpoints are all in cluster (ready ones, as there are some).
+		return cluster, local, cluster, hasAny
 	}
 	seen := map[Endpoint]bool{}
 	for _, e := range append(append([]Endpoint(nil), cluster...), local...) {
@@ -362,8 +368,19 @@ func (p svcPort) categorize(eps []epInfo) (cluster, local, reachable []Endpoint,
 // kube-proxy's nftables proxier writes them.
 func (rs *Ruleset) addServicePort(p svcPort, eps []epInfo, opts Options) {
 	cluster, local, reachable, hasAny := p.categorize(eps)
-	epChain := func(e Endpoint) string { return ChainName("endpoint", fmt.Sprintf("%s__%s/%d", p.id, e.Addr, e.Port)) }
-	affSet := func(e Endpoint) string { return ChainName("affinity", fmt.Sprintf("%s__%s/%d", p.id, e.Addr, e.Port)) }
+	// Names of the endpoint chains and affinity sets, computed once.
+	type names struct{ chain, set string }
+	byEP := make(map[Endpoint]names, len(reachable))
+	for _, e := range reachable {
+		id := p.id + "__" + e.Addr.String() + "/" + strconv.Itoa(int(e.Port))
+		n := names{chain: ChainName("endpoint", id)}
+		if p.affinity > 0 {
+			n.set = ChainName("affinity", id)
+		}
+		byEP[e] = n
+	}
+	epChain := func(e Endpoint) string { return byEP[e].chain }
+	affSet := func(e Endpoint) string { return byEP[e].set }
 
 	clusterChain := ChainName("service", p.id)
 	localChain := ChainName("local", p.id)

@@ -322,3 +322,25 @@ func TestBuildIgnoresOtherProxies(t *testing.T) {
 		t.Fatalf("service of another proxy programmed:\n%s", rs)
 	}
 }
+
+func TestBuildLocalTerminatingFallback(t *testing.T) {
+	yes, no := true, false
+	n1 := "n1"
+	localTerm := discoveryv1.Endpoint{Addresses: []string{"10.244.2.2"}, NodeName: &n1,
+		Conditions: discoveryv1.EndpointConditions{Ready: &no, Serving: &yes, Terminating: &yes}}
+	s := nodePortSvc("default", "lt", "203.0.113.47", port("http", 80, 30092))
+	s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	rs := Build([]*corev1.Service{s}, []*discoveryv1.EndpointSlice{
+		slice("default", "lt", "http", 8080, localTerm, epOn("10.244.3.2", "n2", true)),
+	}, Options{NodeName: "n1"})
+	id := "default/lt/tcp/80"
+	e1, e2 := ChainName("endpoint", id+"__10.244.2.2/8080"), ChainName("endpoint", id+"__10.244.3.2/8080")
+	chainHas(t, rs, ChainName("local", id), "numgen random mod 1 vmap { 0 : goto "+e1+" }")
+	chainHas(t, rs, ChainName("service", id), "numgen random mod 1 vmap { 0 : goto "+e2+" }")
+	if _, ok := rs.Chains[e1]; !ok {
+		t.Fatalf("terminating local endpoint has no chain:\n%s", rs)
+	}
+	if _, ok := rs.Chains[e2]; !ok {
+		t.Fatalf("ready remote endpoint has no chain:\n%s", rs)
+	}
+}
