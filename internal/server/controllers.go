@@ -23,6 +23,7 @@ import (
 	"github.com/skiff-dev/skiff/internal/controller/podgc"
 	"github.com/skiff-dev/skiff/internal/controller/replicaset"
 	"github.com/skiff-dev/skiff/internal/controller/serviceaccount"
+	"github.com/skiff-dev/skiff/internal/controller/servicelb"
 	"github.com/skiff-dev/skiff/internal/controller/tainteviction"
 	"github.com/skiff-dev/skiff/internal/controller/tokencleaner"
 	"github.com/skiff-dev/skiff/internal/pki"
@@ -161,6 +162,12 @@ func (s *Server) controllers(cc controller.Context, ca *pki.CA) ([]component, er
 	}
 	tc, err := tokencleaner.New(cc, tokencleaner.Options{})
 	if err := add("token-cleaner", 1, tc, err); err != nil {
+		return nil, err
+	}
+	// k3s runs ServiceLB in its cloud controller manager; here it is one
+	// more controller.
+	slb, err := servicelb.New(cc, servicelb.Options{Pool: s.res.lbIPPool})
+	if err := add("servicelb", 2, slb, err); err != nil {
 		return nil, err
 	}
 	return comps, nil
