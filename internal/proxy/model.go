@@ -206,8 +206,17 @@ type Options struct {
 	// it is masqueraded, traffic from outside it to a ClusterIP is
 	// masqueraded, and pods reaching an externalTrafficPolicy Local
 	// service's external address use all endpoints (kube-proxy's "local
-	// detector"). Invalid (zero) = none of these.
+	// detector"). Invalid (zero) or IPv6 = none of these.
 	ClusterCIDR netip.Prefix
+}
+
+// clusterCIDR4 returns the cluster CIDR if it is a valid IPv4 prefix (others
+// are ignored: the table is IPv4 only).
+func (o Options) clusterCIDR4() (netip.Prefix, bool) {
+	if !o.ClusterCIDR.IsValid() || !o.ClusterCIDR.Addr().Is4() {
+		return netip.Prefix{}, false
+	}
+	return o.ClusterCIDR.Masked(), true
 }
 
 // LabelServiceProxyName marks services that another proxy handles: skiff,
@@ -430,8 +439,9 @@ func (rs *Ruleset) addServicePort(p svcPort, eps []epInfo, opts Options) {
 	// Off-cluster traffic to the ClusterIP is masqueraded (it may have been
 	// routed here from outside; the reply must come back through this node).
 	var internalMasq []Rule
-	if hasInternal && opts.ClusterCIDR.IsValid() {
-		internalMasq = []Rule{{Op: OpNotFromPrefixMarkMasq, Addr: p.vip.Addr, Proto: p.proto, Port: p.vip.Port, Prefix: opts.ClusterCIDR.Masked()}}
+	cidr, haveCIDR := opts.clusterCIDR4()
+	if hasInternal && haveCIDR {
+		internalMasq = []Rule{{Op: OpNotFromPrefixMarkMasq, Addr: p.vip.Addr, Proto: p.proto, Port: p.vip.Port, Prefix: cidr}}
 	}
 
 	if usesExternalChain {
@@ -439,10 +449,10 @@ func (rs *Ruleset) addServicePort(p svcPort, eps []epInfo, opts Options) {
 		if !p.externalLocal {
 			rules = append(rules, Rule{Op: OpJump, Target: chainMarkMasq})
 		} else {
-			if opts.ClusterCIDR.IsValid() {
+			if haveCIDR {
 				// Pods of this node: short-circuit to all endpoints, as if
 				// they had gone out to the load balancer and come back.
-				rules = append(rules, Rule{Op: OpFromPrefixGoto, Prefix: opts.ClusterCIDR.Masked(), Target: clusterChain})
+				rules = append(rules, Rule{Op: OpFromPrefixGoto, Prefix: cidr, Target: clusterChain})
 			}
 			// The node itself: its source is a local address, masquerade
 			// and use all endpoints.

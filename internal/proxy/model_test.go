@@ -344,3 +344,12 @@ func TestBuildLocalTerminatingFallback(t *testing.T) {
 		t.Fatalf("ready remote endpoint has no chain:\n%s", rs)
 	}
 }
+
+func TestBuildIPv6ClusterCIDRIgnored(t *testing.T) {
+	opts := Options{ClusterCIDR: netip.MustParsePrefix("fd00::/48")}
+	rs := Build([]*corev1.Service{svc("default", "web", "203.0.113.10", port("http", 80, 0))},
+		[]*discoveryv1.EndpointSlice{slice("default", "web", "http", 8080, ep("10.244.2.2", true))}, opts)
+	if strings.Contains(rs.String()+StaticString(opts), "fd00") {
+		t.Fatalf("IPv6 cluster CIDR used in an IPv4 table")
+	}
+}

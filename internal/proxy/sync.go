@@ -58,8 +58,7 @@ var staticChains = staticChainsFor(Options{})
 // network (flannel's rule: not pod → pod, not multicast).
 func staticChainsFor(opts Options) []baseChain {
 	var egress []Rule
-	if opts.ClusterCIDR.IsValid() && opts.ClusterCIDR.Addr().Is4() {
-		p := opts.ClusterCIDR.Masked()
+	if p, ok := opts.clusterCIDR4(); ok {
 		egress = []Rule{{Op: OpEgressReturn, Prefix: p}, {Op: OpEgressMasquerade, Prefix: p}}
 	}
 	return []baseChain{
