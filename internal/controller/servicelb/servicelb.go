@@ -14,11 +14,13 @@
 //     node.kubernetes.io/exclude-from-external-load-balancers — their
 //     ExternalIPs when at least one such node has one, else their
 //     InternalIPs (k3s's rule) — kept up to date as nodes come, go and change
-//     readiness. As the services share the nodes' addresses, two of them
-//     cannot both use one port and protocol: as klipper-lb's pods would
-//     stay pending on the taken host port, the younger service (by
-//     creation time, then namespace/name) gets no address and a Warning
-//     event until the older one goes or changes its ports.
+//     readiness. A service with externalTrafficPolicy Local gets only the
+//     nodes with a ready endpoint of it (as k3s). As the services share the
+//     nodes' addresses, two of them cannot both use one port and protocol:
+//     as klipper-lb's pod would stay pending on the taken host port, the
+//     later service gets no address and a Warning event until the port is
+//     free. "Later": a service already serving keeps its ports; among the
+//     others the older (creation time, then namespace/name) wins.
 //   - A pool (skiff server --lb-ip-pool CIDR): one VIP per service, the
 //     lowest free address unless spec.loadBalancerIP asks for a free one in
 //     the pool. The allocation lives only in the services' statuses: Run
@@ -42,12 +44,14 @@ import (
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
@@ -83,7 +87,8 @@ type Options struct {
 type Controller struct {
 	client   kubernetes.Interface
 	services corelisters.ServiceLister
-	nodes    corelisters.NodeLister // nil in pool mode
+	nodes    corelisters.NodeLister               // nil in pool mode
+	slices   discoverylisters.EndpointSliceLister // nil in pool mode
 	synced   []cache.InformerSynced
 	queue    workqueue.TypedRateLimitingInterface[string]
 	recorder record.EventRecorder
@@ -136,6 +141,16 @@ func New(cc controller.Context, opts Options) (*Controller, error) {
 				}
 			},
 			DeleteFunc: func(any) { c.enqueueAll() },
+		}); err != nil {
+			return nil, err
+		}
+		eps := cc.Informers.Discovery().V1().EndpointSlices()
+		c.slices = eps.Lister()
+		c.synced = append(c.synced, eps.Informer().HasSynced)
+		if _, err := eps.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    c.sliceChanged,
+			UpdateFunc: func(_, cur any) { c.sliceChanged(cur) },
+			DeleteFunc: c.sliceChanged,
 		}); err != nil {
 			return nil, err
 		}
@@ -214,6 +229,34 @@ func portKey(p corev1.ServicePort) string {
 		proto = corev1.ProtocolTCP
 	}
 	return fmt.Sprintf("%d/%s", p.Port, proto)
+}
+
+// sliceChanged queues the slice's service when its ingress depends on
+// where its endpoints are (externalTrafficPolicy Local); slices change
+// with every pod, so others are not looked at.
+func (c *Controller) sliceChanged(obj any) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	eps, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return
+	}
+	name := eps.Labels[discoveryv1.LabelServiceName]
+	if name == "" {
+		return
+	}
+	svc, err := c.services.Services(eps.Namespace).Get(name)
+	if err == nil && managed(svc) && localOnly(svc) {
+		c.queue.Add(eps.Namespace + "/" + name)
+	}
+}
+
+// localOnly is whether external traffic must stay on the node it arrives
+// at (externalTrafficPolicy Local): then only nodes with a ready endpoint
+// of the service are its ingress, as in k3s.
+func localOnly(svc *corev1.Service) bool {
+	return svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
 }
 
 // enqueueAll queues every managed service.
@@ -362,9 +405,15 @@ func (c *Controller) nodeAddresses(svc *corev1.Service, key string) ([]string, e
 	if err != nil {
 		return nil, err
 	}
+	var withEndpoints map[string]bool
+	if localOnly(svc) {
+		if withEndpoints, err = c.endpointNodes(svc); err != nil {
+			return nil, err
+		}
+	}
 	var internal, external []netip.Addr
 	for _, n := range nodes {
-		if !nodeUsable(n) {
+		if !nodeUsable(n) || (withEndpoints != nil && !withEndpoints[n.Name]) {
 			continue
 		}
 		for _, a := range n.Status.Addresses {
@@ -392,6 +441,25 @@ func (c *Controller) nodeAddresses(svc *corev1.Service, key string) ([]string, e
 	}
 	c.clearWarning(key)
 	return ips, nil
+}
+
+// endpointNodes are the nodes with a ready pod endpoint of the service.
+func (c *Controller) endpointNodes(svc *corev1.Service) (map[string]bool, error) {
+	list, err := c.slices.EndpointSlices(svc.Namespace).List(labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: svc.Name}))
+	if err != nil {
+		return nil, err
+	}
+	nodes := map[string]bool{}
+	for _, eps := range list {
+		for _, ep := range eps.Endpoints {
+			isPod := ep.TargetRef != nil && ep.TargetRef.Kind == "Pod"
+			ready := ep.Conditions.Ready != nil && *ep.Conditions.Ready
+			if isPod && ready && ep.NodeName != nil {
+				nodes[*ep.NodeName] = true
+			}
+		}
+	}
+	return nodes, nil
 }
 
 // byFamily orders addresses as the service's IP families (IPv4 when it

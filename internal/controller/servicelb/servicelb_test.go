@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
@@ -374,4 +375,51 @@ func TestPoolAllocatesStablyAndReleases(t *testing.T) {
 	deleteService(t, c, "d")
 	updateService(t, c, "outside", func(s *corev1.Service) { s.Spec.LoadBalancerIP = "203.0.113.2" })
 	expectIngress(t, c, "outside", "203.0.113.2")
+}
+
+func TestExternalTrafficPolicyLocalUsesNodesWithEndpoints(t *testing.T) {
+	api := controllertest.Start(t)
+	c := api.Client
+	ctx := context.Background()
+	createNode(t, c, "a", true, "198.51.100.1")
+	createNode(t, c, "b", true, "198.51.100.2")
+	run(t, api, Options{})
+
+	createService(t, c, "local", []string{"80"}, func(s *corev1.Service) {
+		s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	})
+	// No endpoints anywhere yet: no node qualifies.
+	expectEvent(t, c, "local", reasonNoNodes, corev1.EventTypeWarning, "no available nodes", 1)
+
+	endpoint := func(node string, ready bool) discoveryv1.Endpoint {
+		return discoveryv1.Endpoint{
+			Addresses:  []string{"10.42.0.5"},
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(ready)},
+			NodeName:   ptr.To(node),
+			TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: "default", Name: "pod-" + node},
+		}
+	}
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "local-1", Namespace: "default", Labels: map[string]string{discoveryv1.LabelServiceName: "local"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{endpoint("b", true)},
+	}
+	slice, err := c.DiscoveryV1().EndpointSlices("default").Create(ctx, slice, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectIngress(t, c, "local", "198.51.100.2")
+
+	slice.Endpoints = []discoveryv1.Endpoint{endpoint("a", true), endpoint("b", false)}
+	if _, err := c.DiscoveryV1().EndpointSlices("default").Update(ctx, slice, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	expectIngress(t, c, "local", "198.51.100.1")
+
+	// Back to Cluster: every usable node.
+	updateService(t, c, "local", func(s *corev1.Service) {
+		s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyCluster
+		s.Spec.HealthCheckNodePort = 0
+	})
+	expectIngress(t, c, "local", "198.51.100.1,198.51.100.2")
 }
