@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -352,10 +353,28 @@ func (tp *cbTopo) waitReachable(b *testing.B, addr *unix.SockaddrInet4) {
 	b.Fatalf("%s not reachable from the client: %v", cbAddrString(addr), last)
 }
 
+// apply programs rs and checks that the kernel's service-ips map holds all
+// of its elements (so the 1,000-service case really has them).
 func (tp *cbTopo) apply(b *testing.B, rs *Ruleset) {
 	b.Helper()
-	if err := tp.syncer.Apply(tp.node.nft(b), rs); err != nil {
+	conn := tp.node.nft(b)
+	if err := tp.syncer.Apply(conn, rs); err != nil {
 		b.Fatalf("apply: %v", err)
+	}
+	tbl, err := conn.ListTableOfFamily(TableName, nftables.TableFamilyIPv4)
+	if err != nil {
+		b.Fatal(err)
+	}
+	set, err := conn.GetSetByName(tbl, MapServiceIPs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	elems, err := conn.GetSetElements(set)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if len(elems) != len(rs.Maps[MapServiceIPs]) {
+		b.Fatalf("%s has %d elements in the kernel, want %d", MapServiceIPs, len(elems), len(rs.Maps[MapServiceIPs]))
 	}
 }
 
