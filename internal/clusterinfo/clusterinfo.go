@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -52,6 +53,10 @@ const (
 // ErrNotPublished is returned by Get when the ConfigMap does not exist
 // (a server that has not started yet, or one too old to publish it).
 var ErrNotPublished = errors.New("cluster information not published")
+
+// ErrMalformed is returned by Get when the ConfigMap exists but a key is
+// missing or invalid.
+var ErrMalformed = errors.New("malformed")
 
 // Info is what agents must know about the cluster.
 type Info struct {
@@ -139,9 +144,28 @@ func Get(ctx context.Context, c kubernetes.Interface) (Info, error) {
 	}
 	info, err := parse(cm.Data)
 	if err != nil {
-		return Info{}, fmt.Errorf("clusterinfo: ConfigMap %s/%s is malformed: %w", Namespace, Name, err)
+		return Info{}, fmt.Errorf("clusterinfo: ConfigMap %s/%s is %w: %w", Namespace, Name, ErrMalformed, err)
 	}
 	return info, nil
+}
+
+// Wait calls Get every interval until it succeeds, fails with
+// ErrMalformed (no use waiting), or ctx ends; an agent that starts before
+// its server is up waits here. The last error is wrapped in the ctx error.
+func Wait(ctx context.Context, c kubernetes.Interface, interval time.Duration) (Info, error) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		info, err := Get(ctx, c)
+		if err == nil || errors.Is(err, ErrMalformed) {
+			return info, err
+		}
+		select {
+		case <-ctx.Done():
+			return Info{}, fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+		case <-t.C:
+		}
+	}
 }
 
 func parse(d map[string]string) (Info, error) {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -98,5 +99,29 @@ func TestGetNamesEveryMalformedKey(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "serviceCIDR") {
 		t.Errorf("error %q blames the valid serviceCIDR", err)
+	}
+}
+
+func TestWaitReturnsOncePublishedAndStopsOnMalformed(t *testing.T) {
+	c := fake.NewClientset()
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		_ = Publish(context.Background(), c, sample())
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if info, err := Wait(ctx, c, 10*time.Millisecond); err != nil || info != sample() {
+		t.Fatalf("Wait = %+v, %v", info, err)
+	}
+
+	bad := fake.NewClientset(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: Name, Namespace: Namespace}})
+	if _, err := Wait(ctx, bad, 10*time.Millisecond); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("Wait on a malformed ConfigMap: %v", err)
+	}
+
+	short, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel2()
+	if _, err := Wait(short, fake.NewClientset(), 10*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrNotPublished) {
+		t.Fatalf("Wait with nothing published: %v", err)
 	}
 }
