@@ -113,9 +113,10 @@ type netCluster struct {
 	Agents  []*ncHost // agent-1, agent-2, …
 	ClientH *ncHost   // the client host outside the cluster
 
-	hosts    []*ncHost // every host, switch excluded
-	stopOnce sync.Once
-	podUIDs  map[string]bool // pods seen before teardown: their sandbox netns must be gone
+	hosts         []*ncHost // every host, switch excluded
+	stopOnce      sync.Once
+	stopNodesOnce sync.Once
+	podUIDs       map[string]bool // pods seen before teardown: their sandbox netns must be gone
 }
 
 var ncSeq atomic.Int32
@@ -616,6 +617,25 @@ func (nc *netCluster) HTTPGet(fromHost, url, hostHeader string) (string, error) 
 	return string(body), nil
 }
 
+// AddRoute adds a route to cidr via the address via in the named host's
+// namespace, e.g. from the client host to a LoadBalancer IP pool through a
+// node: nc.AddRoute(ncClient, "203.0.113.0/24", nc.NodeIPs()["agent-1"]).
+func (nc *netCluster) AddRoute(host, cidr, via string) {
+	nc.t.Helper()
+	_, dst, err := net.ParseCIDR(cidr)
+	if err != nil {
+		nc.t.Fatal(err)
+	}
+	h, err := ncHandle(nc.Host(host).NetNS)
+	if err != nil {
+		nc.t.Fatal(err)
+	}
+	defer h.Close()
+	if err := h.RouteAdd(&netlink.Route{Dst: dst, Gw: net.ParseIP(via)}); err != nil {
+		nc.t.Fatalf("route %s via %s on %s: %v", cidr, via, host, err)
+	}
+}
+
 // StopAgent stops agent i (0-based index into nc.Agents) with SIGTERM, as
 // an upgrade does: its pods keep running.
 func (nc *netCluster) StopAgent(i int) {
@@ -732,7 +752,15 @@ func (nc *netCluster) Stop() {
 	nc.stopOnce.Do(nc.teardown)
 }
 
-func (nc *netCluster) teardown() {
+// StopNodes stops every skiff process (agents first, then the server) and
+// runs skiff killall inside each host, but keeps the hosts: a test can then
+// check what killall left in a host's namespace (h.NetNS, nc.Exec). Stop
+// finishes the teardown. Idempotent.
+func (nc *netCluster) StopNodes() {
+	nc.stopNodesOnce.Do(nc.stopNodes)
+}
+
+func (nc *netCluster) stopNodes() {
 	t := nc.t
 	if t.Failed() {
 		t.Logf("multi-node harness logs:\n%s", nc.logTails(8000))
@@ -769,6 +797,11 @@ func (nc *netCluster) teardown() {
 			t.Errorf("skiff killall on %s: %v\n%s", h.Name, err, out)
 		}
 	}
+}
+
+func (nc *netCluster) teardown() {
+	t := nc.t
+	nc.StopNodes()
 	// Nothing may still run in a host: killall stopped host-network pods too.
 	for _, h := range nc.hosts {
 		if pids := ncPIDsInNetNS(h.NetNS); len(pids) > 0 {

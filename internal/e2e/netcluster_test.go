@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -118,6 +119,10 @@ func TestNetClusterBasics(t *testing.T) {
 	if out, err := nc.Exec(ncClient, "cat", "/proc/net/route"); err != nil || strings.Count(out, "\n") != 3 {
 		t.Errorf("client routes (want header, subnet, default): %v\n%s", err, out)
 	}
+	nc.AddRoute(ncClient, "203.0.113.0/24", want["agent-1"])
+	if out, err := nc.Exec(ncClient, "cat", "/proc/net/route"); err != nil || strings.Count(out, "\n") != 4 || !strings.Contains(out, "007100CB") {
+		t.Errorf("client routes after AddRoute: %v\n%s", err, out)
+	}
 
 	t.Run("agent restart keeps its pod", func(t *testing.T) {
 		before := nc.WaitPod("default", "sleeper-agent-1", "Running", time.Second, running)
@@ -133,6 +138,16 @@ func TestNetClusterBasics(t *testing.T) {
 	})
 
 	// Teardown (t.Cleanup would do it too) leaves nothing behind.
+	// StopNodes keeps the hosts for inspection, with nothing running.
+	nc.StopNodes()
+	for _, h := range nc.hosts {
+		if _, err := os.Stat(h.NetNS); err != nil {
+			t.Errorf("%s after StopNodes: %v", h.Name, err)
+		}
+		if pids := ncPIDsInNetNS(h.NetNS); len(pids) > 0 {
+			t.Errorf("%s after StopNodes: processes %v", h.Name, pids)
+		}
+	}
 	nsDir := nc.Server.NetNS
 	dir := nc.dir
 	nc.Stop()
@@ -186,6 +201,13 @@ func TestNetClusterStaleCleanup(t *testing.T) {
 	exited := make(chan struct{})
 	go func() { _ = sleeper.Wait(); close(exited) }()
 	defer func() { _ = sleeper.Process.Kill() }()
+	// nsenter enters the namespace, then execs sleep.
+	for deadline := time.Now().Add(10 * time.Second); !slices.Contains(ncPIDsInNetNS(ns), sleeper.Process.Pid); {
+		if time.Now().After(deadline) {
+			t.Fatal("the process did not enter the namespace")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	mnt := filepath.Join(dir, "server", "data", "agent", "pods", "vol")
 	for _, d := range []string{mnt, filepath.Join(dir, "agent-1", "data")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
