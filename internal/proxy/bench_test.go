@@ -75,24 +75,36 @@ func BenchmarkApplyEndpointChange(b *testing.B) {
 	}
 }
 
-// BenchmarkCheck: one drift check (a dump of every chain's rules and of the
-// four maps) with n services programmed.
+// BenchmarkCheck: one drift check with n services programmed: the chains,
+// their rules (a request per chain, or one dump with Options.NetNS) and the
+// four maps.
 func BenchmarkCheck(b *testing.B) {
 	requireRoot(b)
 	for _, n := range []int{100, 1000, 10000} {
 		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
 			ns := newNS(b)
 			conn := ns.nft(b)
-			s := NewSyncer(Options{})
 			sa, la := manyServices(n, "10.244.9.1")
-			if err := s.FullSync(conn, Build(sa, la, Options{})); err != nil {
-				b.Fatal(err)
-			}
-			for b.Loop() {
-				ok, err := s.Check(conn)
-				if err != nil || !ok {
-					b.Fatalf("Check: %v, %v", ok, err)
+			rs := Build(sa, la, Options{})
+			for _, mode := range []string{"per-chain", "dump"} {
+				opts := Options{}
+				if mode == "dump" {
+					opts.NetNS = int(ns.h)
+				} else if n > 1000 {
+					continue // a request per chain: ~10 s per check at 10,000
 				}
+				s := NewSyncer(opts)
+				if err := s.FullSync(conn, rs); err != nil {
+					b.Fatal(err)
+				}
+				b.Run(mode, func(b *testing.B) {
+					for b.Loop() {
+						ok, err := s.Check(conn)
+						if err != nil || !ok {
+							b.Fatalf("Check: %v, %v", ok, err)
+						}
+					}
+				})
 			}
 		})
 	}

@@ -587,9 +587,19 @@ func TestKernelEgressMasquerade(t *testing.T) {
 	}
 }
 
-// TestKernelDrift: every kind of drift is seen by Check, and FullSync repairs it.
+// TestKernelDrift: every kind of drift is seen by Check, and FullSync
+// repairs it — with rules counted per chain, and in one dump (Options.NetNS).
 func TestKernelDrift(t *testing.T) {
+	t.Run("per chain", func(t *testing.T) { testKernelDrift(t, false) })
+	t.Run("one dump", func(t *testing.T) { testKernelDrift(t, true) })
+}
+
+func testKernelDrift(t *testing.T, dump bool) {
 	tp := newTopo(t)
+	opts := localOpts
+	if dump {
+		opts.NetNS = int(tp.node.h)
+	}
 	conn := tp.node.nft(t)
 	sticky := svc("default", "sticky", "203.0.113.30", port("http", 80, 0))
 	sticky.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
@@ -601,8 +611,8 @@ func TestKernelDrift(t *testing.T) {
 		slice("default", "web", "http", 8080, ep("10.244.2.2", true), ep("10.244.3.2", true)),
 		slice("default", "other", "http", 8080, ep("10.244.2.2", true)),
 		slice("default", "sticky", "http", 8080, ep("10.244.3.2", true)),
-	}, localOpts)
-	s := NewSyncer(localOpts)
+	}, opts)
+	s := NewSyncer(opts)
 	mustCheck(t, s, conn, false) // nothing applied yet
 	if err := s.Apply(conn, rs); err != nil {
 		t.Fatal(err)

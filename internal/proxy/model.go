@@ -208,6 +208,11 @@ type Options struct {
 	// service's external address use all endpoints (kube-proxy's "local
 	// detector"). Invalid (zero) or IPv6 = none of these.
 	ClusterCIDR netip.Prefix
+	// NetNS, if > 0, is a file descriptor of the network namespace the
+	// table is in (the one the Conn passed to Check works in). Check then
+	// counts all rules in one netlink dump instead of one per chain. Only
+	// Check uses it.
+	NetNS int
 }
 
 // clusterCIDR4 returns the cluster CIDR if it is a valid IPv4 prefix (others
