@@ -330,6 +330,7 @@ func (c *Controller) warn(svc *corev1.Service, key, reason, msg string) {
 	again := c.warned[key] == reason+msg
 	c.warned[key] = reason + msg
 	c.mu.Unlock()
+	c.log.Debug("load balancer pending", "service", key, "reason", reason, "message", msg)
 	if !again {
 		c.recorder.Event(svc, corev1.EventTypeWarning, reason, msg)
 	}

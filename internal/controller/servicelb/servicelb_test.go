@@ -282,13 +282,13 @@ func TestPortConflictLeavesTheYoungerPending(t *testing.T) {
 	expectIngress(t, c, "web", "198.51.100.1")
 	// Same port and protocol (and a free one): pending, with a Warning.
 	createService(t, c, "web2", []string{"443", "80"})
+	expectEvent(t, c, "web2", reasonPortInUse, corev1.EventTypeWarning, "port 80/TCP is already served on the nodes' addresses for LoadBalancer service default/web", 1)
 	// Same port, other protocol: no conflict.
 	createService(t, c, "dns", []string{"80/UDP"})
 	// Conflicts only with the pending web2, which holds no port.
 	createService(t, c, "tls", []string{"443"})
 	expectIngress(t, c, "dns", "198.51.100.1")
 	expectIngress(t, c, "tls", "198.51.100.1")
-	expectEvent(t, c, "web2", reasonPortInUse, corev1.EventTypeWarning, "port 80/TCP is already served on the nodes' addresses for LoadBalancer service default/web", 1)
 	if got := ingress(t, c, "web2"); got != "" {
 		t.Fatalf("web2 got %q despite the conflict", got)
 	}
