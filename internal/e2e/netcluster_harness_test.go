@@ -43,6 +43,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -287,7 +288,7 @@ func (nc *netCluster) wireHost(sw *netlink.Handle, br netlink.Link, h *ncHost, i
 		return err
 	}
 	gw := net.ParseIP(ncGatewayIP)
-	if err := hh.RouteAdd(&netlink.Route{LinkIndex: eth0.Attrs().Index, Gw: gw}); err != nil {
+	if err := hh.RouteAdd(&netlink.Route{LinkIndex: eth0.Attrs().Index, Gw: gw, Protocol: unix.RTPROT_BOOT}); err != nil {
 		return fmt.Errorf("default route: %w", err)
 	}
 	return nil
@@ -631,9 +632,62 @@ func (nc *netCluster) AddRoute(host, cidr, via string) {
 		nc.t.Fatal(err)
 	}
 	defer h.Close()
-	if err := h.RouteAdd(&netlink.Route{Dst: dst, Gw: net.ParseIP(via)}); err != nil {
+	if err := h.RouteAdd(&netlink.Route{Dst: dst, Gw: net.ParseIP(via), Protocol: unix.RTPROT_BOOT}); err != nil {
 		nc.t.Fatalf("route %s via %s on %s: %v", cidr, via, host, err)
 	}
+}
+
+// Leftovers describes what a host's namespace holds beyond what the harness
+// made (lo, eth0 with its address, the subnet and default routes, routes
+// added with AddRoute): other links, routes and nftables tables, one per
+// line; "" when there is nothing. After StopNodes (skiff killall) it should
+// be "".
+func (nc *netCluster) Leftovers(host string) string {
+	nc.t.Helper()
+	h := nc.Host(host)
+	nh, err := ncHandle(h.NetNS)
+	if err != nil {
+		nc.t.Fatal(err)
+	}
+	defer nh.Close()
+	var out []string
+	links, err := nh.LinkList()
+	if err != nil {
+		nc.t.Fatal(err)
+	}
+	for _, l := range links {
+		if n := l.Attrs().Name; n != "lo" && n != "eth0" {
+			out = append(out, fmt.Sprintf("link %s (%s)", n, l.Type()))
+		}
+	}
+	routes, err := nh.RouteList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		nc.t.Fatal(err)
+	}
+	for _, r := range routes {
+		if r.Protocol == unix.RTPROT_KERNEL || r.Protocol == unix.RTPROT_BOOT { // the subnet's, the harness's
+			continue
+		}
+		out = append(out, "route "+r.String())
+	}
+	ns, err := netns.GetFromPath(h.NetNS)
+	if err != nil {
+		nc.t.Fatal(err)
+	}
+	defer ns.Close()
+	conn, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	if err != nil {
+		nc.t.Fatal(err)
+	}
+	defer conn.CloseLasting()
+	tables, err := conn.ListTables()
+	if err != nil {
+		nc.t.Fatal(err)
+	}
+	for _, tb := range tables {
+		out = append(out, fmt.Sprintf("nftables table %s (family %d)", tb.Name, tb.Family))
+	}
+	return strings.Join(out, "\n")
 }
 
 // StopAgent stops agent i (0-based index into nc.Agents) with SIGTERM, as

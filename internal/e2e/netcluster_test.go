@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -124,6 +125,25 @@ func TestNetClusterBasics(t *testing.T) {
 		t.Errorf("client routes after AddRoute: %v\n%s", err, out)
 	}
 
+	// Leftovers sees what the harness did not make.
+	{
+		h, err := ncHandle(nc.ClientH.NetNS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		probe := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "probe0"}} // (no dummy links in this kernel)
+		if err := h.LinkAdd(probe); err != nil {
+			t.Fatal(err)
+		}
+		if left := nc.Leftovers(ncClient); left != "link probe0 (bridge)" {
+			t.Errorf("Leftovers with a stray bridge: %q", left)
+		}
+		if err := h.LinkDel(probe); err != nil {
+			t.Fatal(err)
+		}
+		h.Close()
+	}
+
 	t.Run("agent restart keeps its pod", func(t *testing.T) {
 		before := nc.WaitPod("default", "sleeper-agent-1", "Running", time.Second, running)
 		nc.RestartAgent(0)
@@ -146,6 +166,9 @@ func TestNetClusterBasics(t *testing.T) {
 		}
 		if pids := ncPIDsInNetNS(h.NetNS); len(pids) > 0 {
 			t.Errorf("%s after StopNodes: processes %v", h.Name, pids)
+		}
+		if left := nc.Leftovers(h.Name); left != "" {
+			t.Errorf("%s after StopNodes (skiff killall):\n%s", h.Name, left)
 		}
 	}
 	nsDir := nc.Server.NetNS
