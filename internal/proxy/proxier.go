@@ -262,6 +262,7 @@ func (p *Proxier) Run(ctx context.Context) error {
 	}
 
 	r := &runner{p: p, nsFd: nsFd, svcs: svcs, slices: slices}
+	defer r.dropConn()
 	r.sync(true)
 
 	timer := time.NewTimer(0)
@@ -363,6 +364,14 @@ func (r *runner) connect() (Conn, error) {
 	}
 	r.conn = c
 	return c, nil
+}
+
+// dropConn closes the connection's socket (a lasting one) and forgets it.
+func (r *runner) dropConn() {
+	if c, ok := r.conn.(interface{ CloseLasting() error }); ok {
+		c.CloseLasting()
+	}
+	r.conn = nil
 }
 
 // begin readies the connection for one operation (sync or check).
@@ -480,10 +489,7 @@ func (r *runner) check() {
 // fail drops the connection (messages may be left queued on it) and plans a
 // full sync after a growing delay.
 func (r *runner) fail(err error) {
-	if c, ok := r.conn.(interface{ CloseLasting() error }); ok {
-		c.CloseLasting()
-	}
-	r.conn = nil
+	r.dropConn()
 	r.failing = true
 	if r.backoff == 0 {
 		r.backoff = retryFirst

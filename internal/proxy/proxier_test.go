@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -581,6 +582,28 @@ func TestProxierRetriesWithFreshConn(t *testing.T) {
 	}
 	setEndpoints(t, c, s, ep("10.244.3.2", true))
 	waitConverged(t, conn, c)
+}
+
+// TestLastingConnDeadline: the deadline reaches the connection's socket (so
+// a lost netlink reply cannot stop the proxier for good).
+func TestLastingConnDeadline(t *testing.T) {
+	requireRoot(t)
+	ns := newNS(t)
+	c, err := dialLasting(int(ns.h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc := c.(*lastingConn)
+	defer lc.CloseLasting()
+	if _, err := lc.ListTablesOfFamily(nftables.TableFamilyIPv4); err != nil {
+		t.Fatal(err)
+	}
+	if err := lc.SetDeadline(time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lc.ListTablesOfFamily(nftables.TableFamilyIPv4); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("after the deadline: %v, want a timeout", err)
+	}
 }
 
 func TestCleanup(t *testing.T) {
