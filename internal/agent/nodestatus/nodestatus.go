@@ -133,6 +133,10 @@ type Config struct {
 	// (word it as the kubelet: "container runtime is down",
 	// "container runtime network not ready: …").
 	RuntimeReady, NetworkReady func() error
+	// Kick (optional) asks for the status to be computed now rather than
+	// at the next tick: the agent sends when the network becomes ready, as
+	// the kubelet updates the node fast while it is not yet Ready.
+	Kick <-chan struct{}
 	// Thresholds are the hard eviction thresholds; zero value:
 	// DefaultThresholds().
 	Thresholds *Thresholds
@@ -302,7 +306,7 @@ func (a *agent) run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { a.every(ctx, a.cfg.RenewInterval, a.renewLease) })
 	wg.Go(func() {
-		a.every(ctx, a.cfg.StatusUpdateFrequency, func(ctx context.Context) {
+		a.everyOrKick(ctx, a.cfg.StatusUpdateFrequency, a.cfg.Kick, func(ctx context.Context) {
 			if err := a.syncStatus(ctx); err != nil && ctx.Err() == nil {
 				a.log.Warn("updating node status, will retry", "err", err)
 			}
@@ -322,6 +326,21 @@ func (a *agent) every(ctx context.Context, period time.Duration, f func(context.
 		case <-ctx.Done():
 			return
 		case <-t.C():
+		}
+	}
+}
+
+// everyOrKick is every, also running f whenever kick receives.
+func (a *agent) everyOrKick(ctx context.Context, period time.Duration, kick <-chan struct{}, f func(context.Context)) {
+	t := a.clock.NewTicker(period)
+	defer t.Stop()
+	for {
+		f(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+		case <-kick:
 		}
 	}
 }
