@@ -17,12 +17,14 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -32,6 +34,7 @@ import (
 	"github.com/skiff-dev/skiff/internal/agent/imagesapi"
 	"github.com/skiff-dev/skiff/internal/agent/join"
 	"github.com/skiff-dev/skiff/internal/agent/kubeletserver"
+	"github.com/skiff-dev/skiff/internal/agent/nodenet"
 	"github.com/skiff-dev/skiff/internal/agent/nodestatus"
 	"github.com/skiff-dev/skiff/internal/agent/podsources"
 	"github.com/skiff-dev/skiff/internal/agent/podworker"
@@ -64,6 +67,9 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		nodeIP = ip
 	}
+
+	nodeAddr, _ := netip.AddrFromSlice(nodeIP)
+	nodeAddr = nodeAddr.Unmap()
 
 	creds, err := join.Bootstrap(ctx, join.Options{
 		DataDir: cfg.DataDir, ServerURL: cfg.ServerURL, Token: cfg.Token,
@@ -128,6 +134,22 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	tokens := token.New(client, token.Options{Logger: cfg.Logger})
+	netReady := make(chan struct{}, 1)
+	podNet := nodenet.New(nodenet.Config{
+		Client: client, NodeName: cfg.NodeName, NodeIP: nodeAddr,
+		StateDir: filepath.Join(dir, "network"),
+		LiveSandboxes: func() ([]types.UID, error) {
+			sbs, err := rt.ListSandboxes()
+			uids := make([]types.UID, 0, len(sbs))
+			for _, sb := range sbs {
+				uids = append(uids, types.UID(sb.ID))
+			}
+			return uids, err
+		},
+		DisableProxy: cfg.DisableProxy,
+		Ready:        netReady,
+		Logger:       cfg.Logger,
+	})
 	hostResolv, err := os.ReadFile("/etc/resolv.conf")
 	if err != nil {
 		log.Warn("no /etc/resolv.conf on the host; pods get an empty one", "err", err)
@@ -141,6 +163,7 @@ func Run(ctx context.Context, cfg Config) error {
 		RunDir:          filepath.Join(dir, "run"),
 		Sources:         sources,
 		Services:        sources.Services,
+		Network:         podNet,
 		PodRemoved:      tokens.Forget,
 		Token:           tokens.Get,
 		NodeIPs:         []string{nodeIP.String()},
@@ -179,6 +202,7 @@ func Run(ctx context.Context, cfg Config) error {
 	inUse := imagesapi.InUseFunc(rt)
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return podNet.Run(gctx) })
 	g.Go(func() error { runtime.ReapOrphans(gctx, cfg.Logger); return nil })
 	g.Go(func() error { return sources.Run(gctx) })
 	g.Go(func() error { return tokens.Run(gctx) })
@@ -195,9 +219,11 @@ func Run(ctx context.Context, cfg Config) error {
 			KubeletPort: int32(cfg.KubeletPort),
 			DataDir:     dir, ImageDir: images.Root(),
 			RuntimeVersion: runtime.Version(), KubeletVersion: KubeletVersion,
-			Images:   func() []corev1.ContainerImage { return nodeImages(images) },
-			Recorder: recorder,
-			Logger:   cfg.Logger,
+			Images:       func() []corev1.ContainerImage { return nodeImages(images) },
+			NetworkReady: podNet.NetworkReady,
+			Kick:         netReady,
+			Recorder:     recorder,
+			Logger:       cfg.Logger,
 		})
 	})
 	log.Info("agent running", "node", cfg.NodeName, "server", cfg.ServerURL, "node-ip", nodeIP.String(), "kubelet-port", cfg.KubeletPort)

@@ -56,7 +56,10 @@ type Config struct {
 	// CgroupRoot is the cgroup under which every pod's cgroup lives
 	// (default "skiff"); two agents on one host need different roots.
 	CgroupRoot string
-	Logger     *slog.Logger
+	// DisableProxy runs no Service proxy on the node (no nftables table):
+	// `--disable-kube-proxy`, for clusters that bring their own.
+	DisableProxy bool
+	Logger       *slog.Logger
 }
 
 func (c *Config) setDefaults() error {

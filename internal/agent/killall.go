@@ -15,13 +15,16 @@ import (
 	"github.com/opencontainers/cgroups"
 	"golang.org/x/sys/unix"
 
+	"github.com/skiff-dev/skiff/internal/agent/nodenet"
 	"github.com/skiff-dev/skiff/internal/runtime"
 )
 
 // KillAll stops and removes every container and sandbox of the agent whose
 // data dir is dataDir, unmounts what the agent mounted under it and removes
 // the pods' cgroups: what `skiff killall` (and skiff-killall.sh) does after
-// the agent has stopped. Pod objects in the API are not touched; images and
+// the agent has stopped, and removes the node's network (nftables table,
+// bridge, veths, VXLAN device and routes) in the current network namespace.
+// Pod objects in the API are not touched; images and
 // the node's credentials stay. The agent must not be running.
 func KillAll(ctx context.Context, dataDir, cgroupRoot string, log *slog.Logger) error {
 	if log == nil {
@@ -76,6 +79,15 @@ func KillAll(ctx context.Context, dataDir, cgroupRoot string, log *slog.Logger) 
 		}
 	}
 	if err := unmountUnder(dir); err != nil {
+		errs = append(errs, err)
+	}
+	// The node's network (in this network namespace): Service rules,
+	// bridge, veths, VXLAN device, routes. With every pod gone, so are
+	// their addresses.
+	if err := nodenet.Cleanup(); err != nil {
+		errs = append(errs, fmt.Errorf("network: %w", err))
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "network")); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -21,6 +21,7 @@ func agentFlags() []cli.Flag {
 		&cli.IntFlag{Name: "kubelet-port", Value: agent.DefaultKubeletPort, Usage: "port of the node's HTTPS endpoint for logs, exec and port-forward"},
 		&cli.StringFlag{Name: "cgroup-root", Value: agent.DefaultCgroupRoot, Usage: "cgroup under which pods run"},
 		&cli.StringSliceFlag{Name: "insecure-registry", Usage: "registry (HOST[:PORT]) that may be reached over plain HTTP (repeatable)"},
+		&cli.BoolFlag{Name: "disable-kube-proxy", Usage: "run no Service proxy on this node (no nftables rules for Services)"},
 	}
 }
 
@@ -30,6 +31,7 @@ func agentConfig(c *cli.Context) (agent.Config, error) {
 		KubeletPort:        c.Int("kubelet-port"),
 		CgroupRoot:         c.String("cgroup-root"),
 		InsecureRegistries: c.StringSlice("insecure-registry"),
+		DisableProxy:       c.Bool("disable-kube-proxy"),
 		NodeLabels:         map[string]string{},
 	}
 	if p := cfg.KubeletPort; p < 1 || p > 65535 {
