@@ -49,6 +49,14 @@ $kubectl rollout status deployment/web --timeout=90s
 "$BIN" kubectl get nodes,pods,svc,endpoints -o wide
 echo
 $kubectl exec deploy/web -- wget -qO- http://localhost:8080/
+# The Service's virtual IP from inside a pod, and its NodePort from this host.
+vip=$("$BIN" kubectl get service web -o jsonpath='{.spec.clusterIP}')
+echo "ClusterIP $vip:80 from a pod:"
+$kubectl exec deploy/web -- wget -qO- "http://$vip/"
+nodeport=$("$BIN" kubectl get service web -o jsonpath='{.spec.ports[0].nodePort}')
+nodeip=$("$BIN" kubectl get nodes -o jsonpath='{.items[0].status.addresses[?(@.type=="InternalIP")].address}')
+echo "NodePort $nodeip:$nodeport from the host:"
+busybox wget -qO- "http://$nodeip:$nodeport/"
 cat <<MSG
 
 skiff is running (server pid $pid). Try:

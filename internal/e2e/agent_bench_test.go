@@ -43,7 +43,7 @@ func BenchmarkPodStartup(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("needs root")
 	}
-	c := startServer(b)
+	c := startServerForAgents(b)
 	a := c.startAgent("bench-node")
 	c.waitNodeReady("bench-node")
 	c.waitServiceAccount("default")
@@ -223,8 +223,11 @@ func (c *cluster) startAgent(name string) *exec.Cmd {
 	}
 	cgroupRoot := fmt.Sprintf("skiff-e2e-agent-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
 	log := &syncBuffer{}
-	cmd := exec.Command(skiffBin, "agent", "--server", fmt.Sprintf("https://127.0.0.1:%d", c.port),
-		"--token", strings.TrimSpace(string(tok)), "--data-dir", data, "--node-name", name, "--node-ip", "127.0.0.1",
+	if c.netns == "" {
+		c.t.Fatal("startAgent needs a server from startServerForAgents (an isolated host)")
+	}
+	cmd := inNetNS(c.netns, skiffBin, "agent", "--server", fmt.Sprintf("https://127.0.0.1:%d", c.port),
+		"--token", strings.TrimSpace(string(tok)), "--data-dir", data, "--node-name", name, "--node-ip", isolatedAgentIP,
 		"--kubelet-port", fmt.Sprint(freePort(c.t)), "--cgroup-root", cgroupRoot)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
@@ -240,7 +243,7 @@ func (c *cluster) startAgent(name string) *exec.Cmd {
 			_ = cmd.Process.Kill()
 			<-done
 		}
-		if out, err := exec.Command(skiffBin, "killall", "--data-dir", data, "--cgroup-root", cgroupRoot).CombinedOutput(); err != nil {
+		if out, err := inNetNS(c.netns, skiffBin, "killall", "--data-dir", data, "--cgroup-root", cgroupRoot).CombinedOutput(); err != nil {
 			c.t.Errorf("skiff killall: %v\n%s", err, out)
 		}
 		if c.t.Failed() {

@@ -47,8 +47,9 @@ func busyboxImageTar(t testing.TB) string {
 	return testImageTar
 }
 
-// startServerWithAgent starts `skiff server` with its in-process agent: the
-// host becomes a node (InternalIP 127.0.0.1) that runs pods for real. The
+// startServerWithAgent starts `skiff server` with its in-process agent in an
+// isolated host namespace (see newIsolatedHost): that "host" becomes a node
+// (InternalIP isolatedHostIP) that runs pods for real. The
 // kubelet port and the pods' cgroup root are the test's own, the busybox
 // test image is in the air-gap import directory, and when the test ends the
 // server is stopped and `skiff killall` removes every container, sandbox,
@@ -60,9 +61,10 @@ func startServerWithAgent(t testing.TB, extraArgs ...string) *cluster {
 	}
 	dir := t.TempDir()
 	c := &cluster{t: t, dataDir: filepath.Join(dir, "data"), kubeconfig: filepath.Join(dir, "kubeconfig.yaml"), port: freePort(t), withAgent: true}
+	c.netns = newIsolatedHost(t)
 	c.cgroupRoot = fmt.Sprintf("skiff-e2e-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
 	c.extraArgs = append([]string{
-		"--node-ip", "127.0.0.1", "--node-name", "e2e-node",
+		"--node-ip", isolatedHostIP, "--node-name", "e2e-node",
 		"--kubelet-port", fmt.Sprint(freePort(t)), "--cgroup-root", c.cgroupRoot,
 	}, extraArgs...)
 	if err := os.MkdirAll(filepath.Join(c.dataDir, "agent", "images"), 0o700); err != nil {
@@ -81,12 +83,31 @@ func startServerWithAgent(t testing.TB, extraArgs ...string) *cluster {
 	return c
 }
 
+// startServerForAgents starts a `skiff server --disable-agent` in an
+// isolated host namespace, for standalone agents (startAgent) to join.
+func startServerForAgents(t testing.TB, extraArgs ...string) *cluster {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the agent needs root")
+	}
+	dir := t.TempDir()
+	c := &cluster{t: t, dataDir: filepath.Join(dir, "data"), kubeconfig: filepath.Join(dir, "kubeconfig.yaml"), port: freePort(t), extraArgs: extraArgs}
+	c.netns = newIsolatedHost(t)
+	c.start()
+	t.Cleanup(func() {
+		if err := c.stop(); err != nil {
+			t.Errorf("stopping skiff server: %v\n%s", err, c.log)
+		}
+	})
+	return c
+}
+
 // killall removes what the agent left on the host once the server is gone.
 func (c *cluster) killall() {
 	if c.cmd != nil {
 		_ = c.stop()
 	}
-	out, err := exec.Command(skiffBin, "killall", "--data-dir", c.dataDir, "--cgroup-root", c.cgroupRoot).CombinedOutput()
+	out, err := inNetNS(c.netns, skiffBin, "killall", "--data-dir", c.dataDir, "--cgroup-root", c.cgroupRoot).CombinedOutput()
 	if err != nil {
 		c.t.Errorf("skiff killall: %v\n%s", err, out)
 	}

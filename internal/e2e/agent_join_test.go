@@ -26,7 +26,7 @@ func TestAgentJoin(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the agent needs root")
 	}
-	c := startServer(t)
+	c := startServerForAgents(t)
 
 	// A token whose CA hash is not this server's CA is refused before any
 	// secret is sent.
@@ -36,7 +36,7 @@ func TestAgentJoin(t *testing.T) {
 	}
 	parts := strings.SplitN(strings.TrimSpace(string(tok)), "::", 2)
 	bad := "K10" + strings.Repeat("0", 64) + "::" + parts[1]
-	out, err := exec.Command(skiffBin, "agent", "--server", fmt.Sprintf("https://127.0.0.1:%d", c.port), "--token", bad,
+	out, err := inNetNS(c.netns, skiffBin, "agent", "--server", fmt.Sprintf("https://127.0.0.1:%d", c.port), "--token", bad,
 		"--data-dir", t.TempDir(), "--node-name", "bad-node", "--kubelet-port", fmt.Sprint(freePort(t))).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "CA") {
 		t.Errorf("agent with a wrong CA hash: err=%v\n%s", err, out)

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -18,7 +17,9 @@ func TestDemoScript(t *testing.T) {
 	}
 	dir := t.TempDir()
 	log := &syncBuffer{}
-	cmd := exec.Command("../../scripts/run-demo.sh", skiffBin)
+	// The demo's node programs the network of the namespace it runs in:
+	// an isolated host, not this machine's.
+	cmd := inNetNS(newIsolatedHost(t), "../../scripts/run-demo.sh", skiffBin)
 	cmd.Env = append(cmd.Environ(), "DATA_DIR="+filepath.Join(dir, "data"), "KUBECONFIG_OUT="+filepath.Join(dir, "kubeconfig.yaml"))
 	cmd.Stdout, cmd.Stderr = log, log
 	// Its own process group, so the signal reaches the script only (it
@@ -53,5 +54,10 @@ func TestDemoScript(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
+	}
+	// The page three times: from localhost in the pod, through the
+	// ClusterIP from a pod, through the NodePort from the host.
+	if n := strings.Count(out, "<h1>skiff</h1>"); n != 3 {
+		t.Errorf("demo output has the page %d times, want 3 (pod, ClusterIP, NodePort):\n%s", n, out)
 	}
 }

@@ -54,6 +54,10 @@ type cluster struct {
 	extraArgs  []string // more `skiff server` flags
 	withAgent  bool     // run the in-process agent (real pods); see startServerWithAgent
 	cgroupRoot string   // the agent's --cgroup-root
+	// netns, when set, is the isolated host namespace the server (and any
+	// agent) runs in; fwd makes its API port reachable on loopback.
+	netns string
+	fwd   *forwarder
 }
 
 func freePort(t testing.TB) int {
@@ -86,7 +90,10 @@ func startServer(t testing.TB, extraArgs ...string) *cluster {
 func (c *cluster) start() {
 	c.t.Helper()
 	c.log = &syncBuffer{}
-	c.cmd = exec.Command(skiffBin, "server",
+	if c.netns != "" && c.fwd == nil {
+		c.fwd = startForwarder(c.t, c.netns, c.port)
+	}
+	c.cmd = inNetNS(c.netns, skiffBin, "server",
 		"--data-dir", c.dataDir, "--write-kubeconfig", c.kubeconfig,
 		"--bind-address", "127.0.0.1", "--https-listen-port", fmt.Sprint(c.port),
 	)
