@@ -36,11 +36,12 @@ vet:
 
 # Benchmarks: store durable writes/s, churn file size with compaction, watch
 # fan-out; API create latency and watch delivery; scheduling decisions and
-# binds; binary size, time to ready and RSS; the 1,000-node, 30,000-pod
+# binds; Service rule sync, ClusterIP vs pod-IP connections, route sync;
+# binary size, time to ready and RSS; the 1,000-node, 30,000-pod
 # control-plane run over skiff sim (SKIFF_BENCH_NODES/SKIFF_BENCH_PODS). The etcd comparisons run when /usr/bin/etcd exists
 # (apt-get install etcd-server).
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 3s -timeout 60m ./internal/store/... ./internal/apiserver/... ./internal/scheduler/... ./internal/runtime/... ./internal/e2e/...
+	$(GO) test -run '^$$' -bench . -benchtime 3s -timeout 60m ./internal/store/... ./internal/apiserver/... ./internal/scheduler/... ./internal/runtime/... ./internal/proxy/... ./internal/network/... ./internal/e2e/...
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeDefaultValidate -fuzztime 60s ./internal/apiserver/
