@@ -9,7 +9,7 @@ package e2e
 // host's network (their mount namespace is the machine's: sandbox netns
 // files, data dirs and cgroups are where the single-host tests have them).
 //
-//	switch netns  skiffnc-<pid>-<n>-sw     bridge br0, one port per host
+//	switch netns  skiffnc-<pid>-<n>-sw       bridge br0, one port per host
 //	  ├─ server   skiffnc-<pid>-<n>-server   198.51.100.10/24  (skiff server, a node unless DisableServerAgent)
 //	  ├─ agent-1  skiffnc-<pid>-<n>-agent-1  198.51.100.11/24  (skiff agent)
 //	  ├─ agent-2  skiffnc-<pid>-<n>-agent-2  198.51.100.12/24  (skiff agent) …
@@ -20,7 +20,8 @@ package e2e
 // VIP has a route (the proxy's output hook DNATs it), anything else goes
 // nowhere. Data dirs live in $TMPDIR/skiffnc-<pid>-<n>/<host>/data and the
 // agents' cgroup roots are skiffnc-<pid>-<n>-<host>, so a later run can
-// clean up after a test binary that was killed (ncCleanStale).
+// clean up after a test binary that was killed (ncCleanStale). The
+// namespaces are bound at /run/skiffnc/<name> (see ncNetNSDir).
 
 import (
 	"context"
@@ -71,8 +72,15 @@ const (
 	ncServer = "server"
 	ncClient = "client"
 
-	ncNetNSDir = "/run/netns"
-	ncPrefix   = "skiffnc-"
+	// The namespaces are bound under a directory of the harness's own, not
+	// /run/netns: the first `ip netns add` on a machine bind-mounts
+	// /run/netns over itself, and a namespace bound there before that can
+	// no longer be deleted (EBUSY). Enter one by hand with
+	// `nsenter --net=/run/skiffnc/NAME`.
+	ncNetNSDir = "/run/skiffnc"
+	// Where the agents' runtime binds the pods' sandbox namespaces.
+	ncSandboxNetNSDir = "/run/netns"
+	ncPrefix          = "skiffnc-"
 )
 
 // netClusterOpts shapes a cluster; the zero value is 1 server node + 2 agents.
@@ -88,7 +96,7 @@ type netClusterOpts struct {
 type ncHost struct {
 	Name       string // "server", "agent-1", …, "client"; also its node name
 	IP         string
-	NetNS      string // /run/netns/skiffnc-…
+	NetNS      string // /run/skiffnc/skiffnc-…
 	dataDir    string // --data-dir ("" for the client)
 	cgroupRoot string // --cgroup-root
 	args       []string
@@ -888,6 +896,9 @@ func (nc *netCluster) checkNothingLeft() {
 		if strings.HasPrefix(e.Name(), nc.name+"-") {
 			t.Errorf("netns left behind: %s", e.Name())
 		}
+	}
+	ents, _ = os.ReadDir(ncSandboxNetNSDir)
+	for _, e := range ents {
 		if strings.HasPrefix(e.Name(), "skiff-") {
 			uid := strings.TrimSuffix(strings.TrimPrefix(e.Name(), "skiff-"), ".ipc")
 			if nc.podUIDs[uid] {
