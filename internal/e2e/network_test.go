@@ -466,7 +466,7 @@ func TestNetworkHostGW(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
-	nc := startNetCluster(t, netClusterOpts{ServerArgs: []string{"--pod-network=host-gw"}})
+	nc := startNetCluster(t, netClusterOpts{ServerArgs: []string{"--pod-network=host-gw", "--lb-ip-pool=203.0.113.0/28"}})
 	pods := startPinned(nc)
 	checkPodToPod(nc, pods)
 
@@ -519,6 +519,41 @@ spec:
 	nc.eventually(30*time.Second, "ClusterIP from the agent-1 host itself", func() bool {
 		out, err := nc.Exec("agent-1", "timeout", "3", "busybox", "wget", "-qO-", "http://"+s.Spec.ClusterIP+"/")
 		return err == nil && strings.TrimSpace(out) == "pod-on-agent-2"
+	})
+
+	// A LoadBalancer VIP from --lb-ip-pool, routed by the client to a node
+	// that has no endpoint of the service.
+	nc.MustKubectl(`
+apiVersion: v1
+kind: Service
+metadata:
+  name: pool-lb
+spec:
+  type: LoadBalancer
+  selector:
+    only: "yes"
+  ports:
+  - port: 8090
+    targetPort: 80
+`, "apply", "-f", "-")
+	var vip string
+	nc.eventually(30*time.Second, "a VIP from the pool", func() bool {
+		s, err := nc.Client().CoreV1().Services("default").Get(context.Background(), "pool-lb", metav1.GetOptions{})
+		if err != nil || len(s.Status.LoadBalancer.Ingress) != 1 {
+			return false
+		}
+		vip = s.Status.LoadBalancer.Ingress[0].IP
+		return true
+	})
+	if !strings.HasPrefix(vip, "203.0.113.") {
+		t.Fatalf("LoadBalancer ingress %q is not from the pool 203.0.113.0/28", vip)
+	}
+	if out, err := nc.Exec(ncClient, "ip", "route", "add", "203.0.113.0/28", "via", nc.NodeIPs()["agent-1"]); err != nil {
+		t.Fatalf("route to the pool in the client host: %v %s", err, out)
+	}
+	nc.eventually(30*time.Second, "the pool VIP answering from the client host", func() bool {
+		b, err := nc.HTTPGet(ncClient, "http://"+vip+":8090/", "")
+		return err == nil && strings.TrimSpace(b) == "pod-on-agent-2"
 	})
 }
 
