@@ -456,7 +456,13 @@ spec:
 	})
 
 	t.Run("cleanup-leaves-nothing", func(t *testing.T) {
-		nc.Stop() // stops every process and runs skiff killall in each host
+		nc.StopNodes() // stops skiff everywhere and runs skiff killall in each host
+		for _, h := range nc.Nodes() {
+			nothingLeft(t, h.NetNS)
+			if left := nc.Leftovers(h.Name); left != "" {
+				t.Errorf("after killall, %s still holds:\n%s", h.Name, left)
+			}
+		}
 	})
 }
 
@@ -548,9 +554,7 @@ spec:
 	if !strings.HasPrefix(vip, "203.0.113.") {
 		t.Fatalf("LoadBalancer ingress %q is not from the pool 203.0.113.0/28", vip)
 	}
-	if out, err := nc.Exec(ncClient, "ip", "route", "add", "203.0.113.0/28", "via", nc.NodeIPs()["agent-1"]); err != nil {
-		t.Fatalf("route to the pool in the client host: %v %s", err, out)
-	}
+	nc.AddRoute(ncClient, "203.0.113.0/28", nc.NodeIPs()["agent-1"])
 	nc.eventually(30*time.Second, "the pool VIP answering from the client host", func() bool {
 		b, err := nc.HTTPGet(ncClient, "http://"+vip+":8090/", "")
 		return err == nil && strings.TrimSpace(b) == "pod-on-agent-2"
