@@ -10,7 +10,6 @@ import (
 	"maps"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"sort"
@@ -37,8 +36,10 @@ import (
 // network namespace. Objects are created through the API; what the kernel
 // holds is compared with Build over the same objects.
 
-// nsPath is where netns.NewNamed bind-mounts a test namespace.
-func (ns *testNS) path() string { return filepath.Join("/run/netns", ns.name) }
+// path names the test namespace for NetNS and Cleanup: through the
+// descriptor the test holds, not /run/netns/NAME, which a first `ip netns
+// add` elsewhere (bind-mounting /run/netns over itself) hides.
+func (ns *testNS) path() string { return fmt.Sprintf("/proc/self/fd/%d", int(ns.h)) }
 
 type testLog struct {
 	mu  sync.Mutex
