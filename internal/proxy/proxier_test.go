@@ -474,6 +474,29 @@ func TestProxierFollowsAPI(t *testing.T) {
 		}
 	})
 
+	t.Run("handed to another proxy", func(t *testing.T) {
+		ctx := context.Background()
+		x := apiService(t, c, "default", "x", nil)
+		xs := apiSlice(t, c, sliceObject("default", "x", nil, ep("10.244.2.9", true)))
+		v := waitConverged(t, conn, c)
+		if _, ok := v.maps[MapServiceIPs][vipKey(t, x)]; !ok {
+			t.Fatalf("x not programmed:\n%s", v)
+		}
+		// The selector stops matching: the watch reports a deletion.
+		x.Labels = map[string]string{proxyNameLabel: "someone-else"}
+		if _, err := c.CoreV1().Services("default").Update(ctx, x, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		xs.Labels[proxyNameLabel] = "someone-else"
+		if _, err := c.DiscoveryV1().EndpointSlices("default").Update(ctx, xs, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		v = waitConverged(t, conn, c)
+		if _, ok := v.maps[MapServiceIPs][vipKey(t, x)]; ok {
+			t.Error("x still programmed after it was handed to another proxy")
+		}
+	})
+
 	t.Run("drift repaired", func(t *testing.T) {
 		x := ns.nft(t)
 		x.DelTable(&nftables.Table{Name: TableName, Family: nftables.TableFamilyIPv4})
