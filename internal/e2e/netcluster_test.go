@@ -125,6 +125,19 @@ func TestNetClusterBasics(t *testing.T) {
 		t.Errorf("client routes after AddRoute: %v\n%s", err, out)
 	}
 
+	t.Run("agent crash keeps its pod", func(t *testing.T) {
+		before := nc.WaitPod("default", "sleeper-agent-2", "Running", time.Second, running)
+		nc.CrashAgent(1)
+		nc.StartAgent(1)
+		if out := nc.MustKubectl("", "exec", "sleeper-agent-2", "--", "echo", "back"); out != "back\n" {
+			t.Errorf("exec after crash: %q", out)
+		}
+		after := nc.WaitPod("default", "sleeper-agent-2", "Running", 10*time.Second, running)
+		if after.UID != before.UID || len(after.Status.ContainerStatuses) != 1 || after.Status.ContainerStatuses[0].RestartCount != 0 {
+			t.Errorf("pod after agent crash: %s (uid %s → %s)", podSummary(after), before.UID, after.UID)
+		}
+	})
+
 	// Leftovers sees what the harness did not make.
 	{
 		h, err := ncHandle(nc.ClientH.NetNS)
