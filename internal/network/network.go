@@ -75,19 +75,9 @@ func New(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("network: %w", err)
 	}
 	cfg.PodCIDR = ipam.Prefix()
-	var h *netlink.Handle
-	if cfg.HostNetNS == "" {
-		h, err = netlink.NewHandle()
-	} else {
-		var ns netns.NsHandle
-		ns, err = netns.GetFromPath(cfg.HostNetNS)
-		if err == nil {
-			h, err = netlink.NewHandleAt(ns)
-			ns.Close()
-		}
-	}
+	h, err := openHandle(cfg.HostNetNS)
 	if err != nil {
-		return nil, fmt.Errorf("network: netlink handle for host namespace %q: %w", cfg.HostNetNS, err)
+		return nil, err
 	}
 	return &Manager{
 		cfg:  cfg,
