@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 )
@@ -105,7 +107,7 @@ func TestApplyIncremental(t *testing.T) {
 			"flush chain " + svcChain,
 			"flush chain " + oldEP,
 			"add rule " + newEP, "add rule " + newEP,
-			"add rule " + svcChain,
+			"add rule " + svcChain, "add rule " + svcChain, // numgen cascade: a rule per endpoint
 			"delete chain " + oldEP,
 			"flush",
 		}
@@ -216,5 +218,40 @@ func TestApplyIncrementalAffinity(t *testing.T) {
 	}
 	if !slices.Contains(f.ops, "delete table skiff") {
 		t.Fatalf("timeout change without a full sync:\n%s", strings.Join(f.ops, "\n"))
+	}
+}
+
+// TestPickExprs: an OpNumgenVmap rule becomes the cascade "numgen random mod
+// N-i == 0 goto Targets[i]", the last target unconditional, so that each of
+// the N targets gets 1/N of the connections.
+func TestPickExprs(t *testing.T) {
+	for _, targets := range [][]string{{"a"}, {"a", "b"}, {"a", "b", "c", "d"}} {
+		rules := pickExprs(targets)
+		if len(rules) != len(targets) || kernelRules([]Rule{{Op: OpNumgenVmap, Targets: targets}}) != len(targets) {
+			t.Fatalf("%v: %d rules", targets, len(rules))
+		}
+		p := 1.0 // the chance that a connection reaches rule i
+		for i, ex := range rules {
+			v, ok := ex[len(ex)-1].(*expr.Verdict)
+			if !ok || v.Kind != expr.VerdictGoto || v.Chain != targets[i] {
+				t.Fatalf("%v: rule %d ends in %#v, want goto %s", targets, i, ex[len(ex)-1], targets[i])
+			}
+			share := p // the last rule takes all that reach it
+			if i < len(targets)-1 {
+				ng, ok1 := ex[0].(*expr.Numgen)
+				cmp, ok2 := ex[1].(*expr.Cmp)
+				if len(ex) != 3 || !ok1 || !ok2 || ng.Type != unix.NFT_NG_RANDOM || ng.Register != cmp.Register ||
+					cmp.Op != expr.CmpOpEq || !slices.Equal(cmp.Data, []byte{0, 0, 0, 0}) {
+					t.Fatalf("%v: rule %d is %#v", targets, i, ex)
+				}
+				share = p / float64(ng.Modulus)
+			} else if len(ex) != 1 {
+				t.Fatalf("%v: last rule is %#v, want a plain goto", targets, ex)
+			}
+			if want := 1 / float64(len(targets)); share < want-1e-9 || share > want+1e-9 {
+				t.Fatalf("%v: target %d gets %.3f of the connections, want %.3f", targets, i, share, want)
+			}
+			p -= share
+		}
 	}
 }
