@@ -1,5 +1,8 @@
 // Package proxy is skiff's Service proxy: it programs one nftables table
-// ("skiff", family ip) the way kube-proxy's nftables mode does (KEP-3866).
+// ("skiff", family ip) the way kube-proxy's nftables mode does (KEP-3866),
+// except that a service chain picks its endpoint with a short cascade of
+// rules rather than a map of its own (see pickEndpoint: per-service maps
+// make a full sync quadratic in the kernel).
 //
 // Build turns Services and EndpointSlices into a desired Ruleset (pure, no
 // kernel); a Syncer applies a Ruleset to the kernel, the first time (and on
@@ -32,7 +35,7 @@
 //	chain service-<h>-ns/name/proto/port    (all usable endpoints: "Cluster" policy)
 //	                        [ip daddr VIP … ip saddr != C jump mark-for-masquerade]   (if the VIP uses this chain)
 //	                        [ip saddr @affinity-… goto endpoint-…]…                   (ClientIP affinity)
-//	                        numgen random mod N vmap { 0 : goto endpoint-…, … }
+//	                        numgen random mod N == 0 goto endpoint-…; …; goto endpoint-…   (see pickEndpoint)
 //	chain local-<h>-…       the same over this node's endpoints ("Local" policies)
 //	chain external-<h>-…    eTP Cluster: jump mark-for-masquerade; goto service-…
 //	                        eTP Local:   ip saddr C goto service-… (pods short-circuit);
@@ -486,11 +489,7 @@ func (rs *Ruleset) addServicePort(p svcPort, eps []epInfo, opts Options) {
 				rules = append(rules, Rule{Op: OpAffinityGoto, Set: affSet(e), Target: epChain(e)})
 			}
 		}
-		targets := make([]string, len(eps))
-		for i, e := range eps {
-			targets[i] = epChain(e)
-		}
-		rules = append(rules, Rule{Op: OpNumgenVmap, Targets: targets})
+		rules = append(rules, pickEndpoint(eps, epChain)...)
 		rs.Chains[chain] = newChain(chain, rules...)
 	}
 	if usesClusterChain {
@@ -620,4 +619,31 @@ func protoName(p uint8) string {
 		return "sctp"
 	}
 	return fmt.Sprint(p)
+}
+
+// pickEndpoint chooses one of the endpoints' chains at random with the
+// cascade of kube-proxy's iptables mode: rule i is "numgen random mod N-i ==
+// 0 goto chain_i" (taken by 1/(N-i) of the connections that reach it, so
+// every endpoint gets 1/N of them) and the last one a plain goto. Only the
+// first packet of a connection goes through the nat chains: N/2 rules for it
+// on average.
+//
+// kube-proxy's nftables mode uses one map per service instead ("numgen
+// random mod N vmap { … }"); in the kernel (6.18) that makes a full sync
+// quadratic: adding, filling and binding a set each walk the table's list
+// of sets by name (nft_set_lookup_global, nf_tables_newset), and binding an
+// anonymous set walks the whole transaction so far (__nft_set_trans_bind) —
+// minutes for 10,000 services, 4 s with the cascade. One map shared by all
+// service chains is no better: binding a verdict map to another chain
+// validates all its elements (nf_tables_bind_set).
+func pickEndpoint[E any](eps []E, chain func(E) string) []Rule {
+	rules := make([]Rule, 0, len(eps))
+	for i, e := range eps {
+		if n := len(eps) - i; n > 1 {
+			rules = append(rules, Rule{Op: OpNumgenGoto, Mod: uint32(n), Target: chain(e)})
+		} else {
+			rules = append(rules, Rule{Op: OpGoto, Target: chain(e)})
+		}
+	}
+	return rules
 }

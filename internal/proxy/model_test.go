@@ -195,7 +195,7 @@ func TestBuildAffinity(t *testing.T) {
 	chainHas(t, rs, ChainName("service", id),
 		"ip saddr @"+a1+" goto "+e1,
 		"ip saddr @"+a2+" goto "+e2,
-		"numgen random mod 2 vmap { 0 : goto "+e1+", 1 : goto "+e2+" }")
+		"numgen random mod 2 == 0 goto "+e1, "goto "+e2)
 	chainHas(t, rs, e1, "ip saddr 10.244.2.2 jump mark-for-masquerade", "update @"+a1+" { ip saddr }", "meta l4proto tcp dnat to 10.244.2.2:8080")
 
 	timeout := int32(60)
@@ -235,10 +235,10 @@ func TestBuildExternalTrafficPolicyLocal(t *testing.T) {
 		"fib saddr type local jump mark-for-masquerade",
 		"fib saddr type local goto "+svcC,
 		"goto "+locC)
-	chainHas(t, rs, locC, "numgen random mod 1 vmap { 0 : goto "+e1+" }")
+	chainHas(t, rs, locC, "goto "+e1)
 	chainHas(t, rs, svcC,
 		"ip daddr 203.0.113.40 meta l4proto tcp th dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade",
-		"numgen random mod 2 vmap { 0 : goto "+e1+", 1 : goto "+e2+" }")
+		"numgen random mod 2 == 0 goto "+e1, "goto "+e2)
 
 	// No local endpoint: external traffic is dropped (what the short-circuit
 	// rules do not catch), the ClusterIP still works.
@@ -335,8 +335,8 @@ func TestBuildLocalTerminatingFallback(t *testing.T) {
 	}, Options{NodeName: "n1"})
 	id := "default/lt/tcp/80"
 	e1, e2 := ChainName("endpoint", id+"__10.244.2.2/8080"), ChainName("endpoint", id+"__10.244.3.2/8080")
-	chainHas(t, rs, ChainName("local", id), "numgen random mod 1 vmap { 0 : goto "+e1+" }")
-	chainHas(t, rs, ChainName("service", id), "numgen random mod 1 vmap { 0 : goto "+e2+" }")
+	chainHas(t, rs, ChainName("local", id), "goto "+e1)
+	chainHas(t, rs, ChainName("service", id), "goto "+e2)
 	if _, ok := rs.Chains[e1]; !ok {
 		t.Fatalf("terminating local endpoint has no chain:\n%s", rs)
 	}

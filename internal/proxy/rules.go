@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strings"
 	"sync/atomic"
 
 	"github.com/google/nftables"
@@ -20,7 +19,7 @@ type Op int
 const (
 	OpJump           Op = iota // jump Target
 	OpGoto                     // goto Target
-	OpNumgenVmap               // numgen random mod len(Targets) vmap { i : goto Targets[i] }
+	OpNumgenGoto               // numgen random mod Mod == 0 goto Target
 	OpSaddrMarkMasq            // ip saddr Addr jump mark-for-masquerade
 	OpDNAT                     // meta l4proto Proto dnat to Addr:Port
 	OpLookupVIP                // ip daddr . meta l4proto . th dport vmap @Target
@@ -46,7 +45,7 @@ const (
 type Rule struct {
 	Op      Op
 	Target  string // chain or map name
-	Targets []string
+	Mod     uint32 // numgen modulus
 	Set     string // affinity set name
 	Addr    netip.Addr
 	Prefix  netip.Prefix
@@ -60,12 +59,8 @@ func (r Rule) String() string {
 		return "jump " + r.Target
 	case OpGoto:
 		return "goto " + r.Target
-	case OpNumgenVmap:
-		parts := make([]string, len(r.Targets))
-		for i, t := range r.Targets {
-			parts[i] = fmt.Sprintf("%d : goto %s", i, t)
-		}
-		return fmt.Sprintf("numgen random mod %d vmap { %s }", len(r.Targets), strings.Join(parts, ", "))
+	case OpNumgenGoto:
+		return fmt.Sprintf("numgen random mod %d == 0 goto %s", r.Mod, r.Target)
 	case OpSaddrMarkMasq:
 		return fmt.Sprintf("ip saddr %s jump %s", r.Addr, chainMarkMasq)
 	case OpDNAT:
@@ -132,25 +127,12 @@ func (r Rule) exprs(conn Conn, t *nftables.Table, sets func(string) *nftables.Se
 			kind = expr.VerdictGoto
 		}
 		return []expr.Any{&expr.Verdict{Kind: kind, Chain: r.Target}}, nil
-	case OpNumgenVmap:
-		// A unique name and our own ID: with the library's "__map%d" the
-		// kernel resolves the set by ID, walking the whole transaction for
-		// every rule — quadratic, minutes for a full sync of 10,000 services.
-		id := nextSetID()
-		set := &nftables.Set{Table: t, ID: id, Name: fmt.Sprintf("__map_%d", id), Anonymous: true, Constant: true, IsMap: true,
-			KeyType: nftables.TypeInteger, DataType: nftables.TypeVerdict}
-		elems := make([]nftables.SetElement, len(r.Targets))
-		for i, c := range r.Targets {
-			// numgen writes a host-endian u32: keys must be NativeEndian (PLATFORM.md).
-			elems[i] = nftables.SetElement{Key: binaryutil.NativeEndian.PutUint32(uint32(i)),
-				VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: c}}
-		}
-		if err := conn.AddSet(set, elems); err != nil {
-			return nil, err
-		}
+	case OpNumgenGoto:
+		// numgen writes a host-endian u32 (PLATFORM.md); 0 reads the same.
 		return []expr.Any{
-			&expr.Numgen{Register: 1, Modulus: uint32(len(r.Targets)), Type: unix.NFT_NG_RANDOM},
-			&expr.Lookup{SourceRegister: 1, DestRegister: 0, IsDestRegSet: true, SetName: set.Name, SetID: set.ID},
+			&expr.Numgen{Register: 1, Modulus: r.Mod, Type: unix.NFT_NG_RANDOM},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0, 0, 0, 0}},
+			&expr.Verdict{Kind: expr.VerdictGoto, Chain: r.Target},
 		}, nil
 	case OpSaddrMarkMasq:
 		a := r.Addr.As4()

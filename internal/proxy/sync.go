@@ -318,12 +318,6 @@ func (s *Syncer) Delete(conn Conn) error {
 
 func (s *Syncer) addRules(conn Conn, chain string, rules []Rule) error {
 	for _, r := range rules {
-		if r.Op == OpNumgenVmap {
-			for _, ex := range pickExprs(r.Targets) {
-				conn.AddRule(&nftables.Rule{Table: s.table, Chain: s.chain(chain), Exprs: ex})
-			}
-			continue
-		}
 		ex, err := r.exprs(conn, s.table, s.lookupSet)
 		if err != nil {
 			return fmt.Errorf("proxy: chain %s: %w", chain, err)
@@ -331,51 +325,6 @@ func (s *Syncer) addRules(conn Conn, chain string, rules []Rule) error {
 		conn.AddRule(&nftables.Rule{Table: s.table, Chain: s.chain(chain), Exprs: ex})
 	}
 	return nil
-}
-
-// pickExprs compiles an OpNumgenVmap rule ("numgen random mod N vmap { i :
-// goto Targets[i] }") into N kernel rules without a set, the cascade of
-// kube-proxy's iptables mode: rule i is "numgen random mod N-i == 0 goto
-// Targets[i]" (taken by 1/(N-i) of the connections that reach it, so every
-// target gets 1/N of them) and the last one is "goto Targets[N-1]". Only the
-// first packet of a connection goes through the nat chains: N/2 rules for it
-// on average instead of one map lookup.
-//
-// A map per rule (anonymous, as nft makes it, or named) makes a full sync
-// quadratic in the kernel (6.18): adding, filling and binding a set each
-// walk the table's list of sets by name (nft_set_lookup_global,
-// nf_tables_newset), and binding an anonymous set walks the whole
-// transaction so far (__nft_set_trans_bind) — with an existing table
-// replaced, that includes a message for every old rule and chain: minutes
-// for 10,000 services. One map shared by all service chains is no better:
-// binding a verdict map to another chain validates all its elements
-// (nf_tables_bind_set), and every element added is validated against all
-// its bindings.
-func pickExprs(targets []string) [][]expr.Any {
-	out := make([][]expr.Any, 0, len(targets))
-	for i, t := range targets {
-		var ex []expr.Any
-		if n := len(targets) - i; n > 1 {
-			ex = append(ex,
-				&expr.Numgen{Register: 1, Modulus: uint32(n), Type: unix.NFT_NG_RANDOM},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0, 0, 0, 0}})
-		}
-		out = append(out, append(ex, &expr.Verdict{Kind: expr.VerdictGoto, Chain: t}))
-	}
-	return out
-}
-
-// kernelRules is the number of kernel rules rules compile to.
-func kernelRules(rules []Rule) int {
-	n := 0
-	for _, r := range rules {
-		if r.Op == OpNumgenVmap {
-			n += len(r.Targets)
-		} else {
-			n++
-		}
-	}
-	return n
 }
 
 // elementsPerMessage bounds the elements of one NEWSETELEM message: the
@@ -449,10 +398,10 @@ func (s *Syncer) drift(l Lister) (string, error) {
 	}
 	want := make(map[string]int, len(applied.Chains)+len(s.static))
 	for _, c := range s.static {
-		want[c.name] = kernelRules(c.rules)
+		want[c.name] = len(c.rules)
 	}
 	for n, c := range applied.Chains {
-		want[n] = kernelRules(c.Rules)
+		want[n] = len(c.Rules)
 	}
 	var counts map[string]int // rules per chain, from one dump of the table
 	if s.opts.NetNS > 0 {

@@ -221,14 +221,22 @@ func TestApplyIncrementalAffinity(t *testing.T) {
 	}
 }
 
-// TestPickExprs: an OpNumgenVmap rule becomes the cascade "numgen random mod
-// N-i == 0 goto Targets[i]", the last target unconditional, so that each of
-// the N targets gets 1/N of the connections.
-func TestPickExprs(t *testing.T) {
+// TestPickEndpoint: N endpoints become the cascade "numgen random mod N-i
+// == 0 goto chain_i", the last one unconditional, and in the kernel's
+// expressions each of the N gets 1/N of the connections.
+func TestPickEndpoint(t *testing.T) {
 	for _, targets := range [][]string{{"a"}, {"a", "b"}, {"a", "b", "c", "d"}} {
-		rules := pickExprs(targets)
-		if len(rules) != len(targets) || kernelRules([]Rule{{Op: OpNumgenVmap, Targets: targets}}) != len(targets) {
-			t.Fatalf("%v: %d rules", targets, len(rules))
+		model := pickEndpoint(targets, func(s string) string { return s })
+		if len(model) != len(targets) {
+			t.Fatalf("%v: %d rules", targets, len(model))
+		}
+		var rules [][]expr.Any
+		for _, r := range model {
+			ex, err := r.exprs(nil, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rules = append(rules, ex)
 		}
 		p := 1.0 // the chance that a connection reaches rule i
 		for i, ex := range rules {
