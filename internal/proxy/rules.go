@@ -43,14 +43,14 @@ const (
 
 // Rule is one rule of a chain.
 type Rule struct {
-	Op      Op
-	Target  string // chain or map name
-	Mod     uint32 // numgen modulus
-	Set     string // affinity set name
-	Addr    netip.Addr
-	Prefix  netip.Prefix
-	Port    uint16
-	Proto   uint8
+	Op     Op
+	Target string // chain or map name
+	Mod    uint32 // numgen modulus
+	Set    string // affinity set name
+	Addr   netip.Addr
+	Prefix netip.Prefix
+	Port   uint16
+	Proto  uint8
 }
 
 func (r Rule) String() string {
