@@ -39,6 +39,9 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	if testImageTar != "" {
+		os.RemoveAll(filepath.Dir(testImageTar)) // busyboxImageTar's directory
+	}
 	os.Exit(code)
 }
 
