@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/skiff-dev/skiff/internal/controller"
 	"github.com/skiff-dev/skiff/internal/controller/controllertest"
@@ -69,8 +70,16 @@ func TestSimulatedNodes(t *testing.T) {
 		t.Errorf("pods allocatable = %v", got.String())
 	}
 	// The server's node IPAM controller is not running here; play its part.
-	node.Spec.PodCIDR, node.Spec.PodCIDRs = "10.42.7.0/24", []string{"10.42.7.0/24"}
-	if _, err := c.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{}); err != nil {
+	// The hollow node writes its status meanwhile: retry on a conflict.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		node, err := c.CoreV1().Nodes().Get(ctx, "sim-0", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		node.Spec.PodCIDR, node.Spec.PodCIDRs = "10.42.7.0/24", []string{"10.42.7.0/24"}
+		_, err = c.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{})
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	pod := &corev1.Pod{
