@@ -304,8 +304,10 @@ func TestNotReadySwapsToUnreachableAtOnce(t *testing.T) {
 	b.Spec.Taints = []corev1.Taint{{Key: corev1.TaintNodeNotReady, Effect: corev1.TaintEffectNoExecute, TimeAdded: &metav1.Time{Time: t0}}}
 	h := newHarness(t, Options{}, a, lease("a", t0), b, lease("b", t0))
 	// As upstream, a controller start clears NoExecute taints and puts
-	// them back through the zone queue.
+	// them back through the zone queue. The pass reads the informer's
+	// cache: let it see the cleared taints first.
 	h.monitor()
+	h.synced("b")
 	h.c.doNoExecuteTaintingPass(h.ctx)
 	h.synced("b")
 	if !taintExists(h.node("b").Spec.Taints, &notReadyTaint) {
