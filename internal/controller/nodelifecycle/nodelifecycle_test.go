@@ -249,6 +249,7 @@ func TestStaleNodeGoesUnknownAndGetsUnreachableTaint(t *testing.T) {
 	h.clock.Step(5 * time.Second)
 	h.renew("a")
 	h.monitor()
+	h.synced("b")
 	h.c.doNoExecuteTaintingPass(h.ctx)
 	b = h.node("b")
 	var got *corev1.Taint
