@@ -308,12 +308,12 @@ func TestNotReadySwapsToUnreachableAtOnce(t *testing.T) {
 	// them back through the zone queue. The pass reads the informer's
 	// cache: let it see the cleared taints first.
 	h.monitor()
+	h.eventually("b tainted not-ready again", func() bool {
+		h.synced("b")
+		h.c.doNoExecuteTaintingPass(h.ctx)
+		return taintExists(h.node("b").Spec.Taints, &notReadyTaint)
+	})
 	h.synced("b")
-	h.c.doNoExecuteTaintingPass(h.ctx)
-	h.synced("b")
-	if !taintExists(h.node("b").Spec.Taints, &notReadyTaint) {
-		t.Fatalf("b not tainted not-ready: %+v", h.node("b").Spec.Taints)
-	}
 	h.clock.Step(41 * time.Second)
 	h.renew("a")
 	h.monitor() // b goes Unknown
