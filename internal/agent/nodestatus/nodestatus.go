@@ -318,19 +318,11 @@ func (a *agent) run(ctx context.Context) error {
 
 // every runs f now and then every period until ctx ends.
 func (a *agent) every(ctx context.Context, period time.Duration, f func(context.Context)) {
-	t := a.clock.NewTicker(period)
-	defer t.Stop()
-	for {
-		f(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C():
-		}
-	}
+	a.everyOrKick(ctx, period, nil, f) // a nil channel never receives
 }
 
-// everyOrKick is every, also running f whenever kick receives.
+// everyOrKick runs f now, then every period and whenever kick receives,
+// until ctx ends.
 func (a *agent) everyOrKick(ctx context.Context, period time.Duration, kick <-chan struct{}, f func(context.Context)) {
 	t := a.clock.NewTicker(period)
 	defer t.Stop()
